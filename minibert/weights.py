@@ -1,0 +1,266 @@
+"""Reading a checkpoint's tensors: safetensors files, memory-mapped, checked against the config.
+
+A safetensors file is an 8-byte little-endian header length n, n bytes of JSON
+({name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}), then the
+raw tensor bytes. We parse the header ourselves so that every malformed file gets a message
+naming the file and the problem, and map the payload with `mmap`: arrays are views of the
+file, so loading reads only the header and a tensor's pages are read when it is first used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, NamedTuple
+
+import numpy as np
+
+from .config import BertConfig
+from .errors import CheckpointError
+
+# safetensors dtype -> NumPy dtype of the stored bytes. NumPy has no bfloat16: BF16 is kept as its raw
+# 16-bit patterns and widened by `to_float32`.
+STORED_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+
+WEIGHTS_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"
+
+
+class StoredTensor(NamedTuple):
+    """One tensor as stored: its safetensors dtype name, a read-only (memory-mapped) array, and its file."""
+
+    dtype: str
+    array: np.ndarray
+    file: Path
+
+
+def read_safetensors(path: str | Path) -> Dict[str, StoredTensor]:
+    """Parse and validate a .safetensors file's header and map its tensors without reading them."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(
+                    f"{path}: truncated ({size} bytes); a safetensors file starts with an 8-byte header length")
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                raise CheckpointError(
+                    f"{path}: header length {n} is larger than the file ({size} bytes): the file is truncated or "
+                    "not a safetensors file")
+            if n > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: header length {n} exceeds the format's limit of {MAX_HEADER_BYTES}")
+            raw_header = f.read(n)
+            payload = size - 8 - n
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if payload else None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+
+    try:
+        header = json.loads(raw_header.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: the header is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
+
+    tensors: Dict[str, StoredTensor] = {}
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, (begin, end) = _check_entry(path, name, entry, payload)
+        spans.append((begin, end, name))
+        count = math.prod(shape)
+        if count == 0:
+            array = np.zeros(shape, STORED_DTYPES[dtype])
+        else:
+            array = np.frombuffer(mm, STORED_DTYPES[dtype], count=count, offset=8 + n + begin).reshape(shape)
+        tensors[name] = StoredTensor(dtype, array, path)
+
+    spans.sort()
+    for (_, prev_end, prev), (begin, end, name) in zip(spans, spans[1:]):
+        if begin < prev_end and end > begin:
+            raise CheckpointError(f"{path}: tensors {prev!r} and {name!r} overlap in the file (bytes {begin}..{prev_end})")
+    return tensors
+
+
+def _check_entry(path: Path, name: str, entry: object, payload: int) -> tuple:
+    """Validate one header entry; returns (dtype, shape, (begin, end))."""
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{where}: expected an object with dtype, shape and data_offsets, got {entry!r:.80}")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in STORED_DTYPES:
+        raise CheckpointError(f"{where}: unknown dtype {dtype!r}; expected one of {', '.join(STORED_DTYPES)}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {shape!r:.80}")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {offsets!r:.80}")
+    begin, end = offsets
+    if end > payload:
+        raise CheckpointError(
+            f"{where}: data_offsets {offsets} run past the end of the data ({payload} bytes): the file is truncated")
+    nbytes = math.prod(shape) * np.dtype(STORED_DTYPES[dtype]).itemsize
+    if end - begin != nbytes:
+        raise CheckpointError(
+            f"{where}: data_offsets {offsets} span {end - begin} bytes but shape {shape} of {dtype} needs {nbytes}")
+    return dtype, shape, (begin, end)
+
+
+def read_checkpoint(folder: str | Path) -> Dict[str, StoredTensor]:
+    """All tensors of a model folder: `model.safetensors`, or the shards listed in `model.safetensors.index.json`."""
+    folder = Path(folder)
+    if (folder / WEIGHTS_NAME).is_file():
+        return read_safetensors(folder / WEIGHTS_NAME)
+    if (folder / INDEX_NAME).is_file():
+        return _read_sharded(folder, folder / INDEX_NAME)
+    if (folder / "pytorch_model.bin").is_file():
+        raise CheckpointError(
+            f"{folder}: only pytorch_model.bin found. minibert never unpickles PyTorch files (unpickling can run "
+            "arbitrary code). Get model.safetensors instead: most Hub repos have it (look for a 'refs/pr' conversion "
+            "or the 'Files' tab), or convert once where torch is installed: "
+            "`from safetensors.torch import save_file; import torch; "
+            "sd = torch.load('pytorch_model.bin', weights_only=True); "
+            "save_file({k: v.contiguous() for k, v in sd.items()}, 'model.safetensors')`")
+    raise CheckpointError(f"{folder}: no {WEIGHTS_NAME} or {INDEX_NAME} found")
+
+
+def _read_sharded(folder: Path, index_path: Path) -> Dict[str, StoredTensor]:
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{index_path}: not valid JSON ({e})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index_path}: expected an object with a 'weight_map' of tensor name -> shard file")
+
+    root = folder.resolve()
+    tensors: Dict[str, StoredTensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        # A shard must be a plain file inside the model folder: an index is data, not a licence to read anywhere.
+        shard_path = (folder / shard).resolve()
+        if os.path.isabs(shard) or ".." in Path(shard).parts or root not in shard_path.parents:
+            raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model folder; refused")
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index_path}: names shard {shard!r}, which does not exist in {folder}")
+        for name, t in read_safetensors(shard_path).items():
+            if name in tensors:
+                raise CheckpointError(
+                    f"{index_path}: tensor {name!r} appears in two shards ({tensors[name].file.name} and {shard})")
+            tensors[name] = t
+    for name, shard in weight_map.items():
+        if name not in tensors or tensors[name].file.name != Path(shard).name:
+            raise CheckpointError(f"{index_path}: names tensor {name!r} in {shard!r}, which does not hold it")
+    return tensors
+
+
+def to_float32(t: StoredTensor) -> np.ndarray:
+    """The tensor as float32: the mapped array itself for F32 (no copy), otherwise widened once."""
+    if t.dtype == "F32":
+        return t.array
+    if t.dtype == "BF16":
+        # bfloat16 is the top half of a float32: shift the 16 bits into place and reinterpret.
+        return (t.array.astype(np.uint32) << 16).view(np.float32)
+    return t.array.astype(np.float32)
+
+
+def canonical_name(name: str) -> str:
+    """Map a checkpoint's tensor name to BertModel's: no `bert.` prefix, LayerNorm gamma/beta as weight/bias."""
+    if name.startswith("bert."):
+        name = name[len("bert."):]
+    if name.endswith("LayerNorm.gamma"):
+        name = name[: -len("gamma")] + "weight"
+    elif name.endswith("LayerNorm.beta"):
+        name = name[: -len("beta")] + "bias"
+    return name
+
+
+def expected_shapes(config: BertConfig) -> Dict[str, tuple]:
+    """Every tensor the encoder needs, with its shape (PyTorch's Linear stores weights as (out, in))."""
+    H, I = config.hidden_size, config.intermediate_size
+    shapes = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, H),
+        "embeddings.position_embeddings.weight": (config.max_position_embeddings, H),
+        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, H),
+        "embeddings.LayerNorm.weight": (H,),
+        "embeddings.LayerNorm.bias": (H,),
+    }
+    for i in range(config.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for proj in ("query", "key", "value"):
+            shapes[f"{p}attention.self.{proj}.weight"] = (H, H)
+            shapes[f"{p}attention.self.{proj}.bias"] = (H,)
+        shapes.update({
+            f"{p}attention.output.dense.weight": (H, H),
+            f"{p}attention.output.dense.bias": (H,),
+            f"{p}attention.output.LayerNorm.weight": (H,),
+            f"{p}attention.output.LayerNorm.bias": (H,),
+            f"{p}intermediate.dense.weight": (I, H),
+            f"{p}intermediate.dense.bias": (I,),
+            f"{p}output.dense.weight": (H, I),
+            f"{p}output.dense.bias": (H,),
+            f"{p}output.LayerNorm.weight": (H,),
+            f"{p}output.LayerNorm.bias": (H,),
+        })
+    return shapes
+
+
+POOLER_SHAPES = {"pooler.dense.weight": "HH", "pooler.dense.bias": "H"}
+
+
+def select_bert_tensors(stored: Dict[str, StoredTensor], config: BertConfig, where: str) -> Dict[str, StoredTensor]:
+    """Pick the encoder's tensors (and the pooler's, when present) by canonical name and check each one.
+
+    Pretraining heads (`cls.*`), task heads (`classifier.*`, `qa_outputs.*`) and buffers such as
+    `embeddings.position_ids` are ignored.
+    """
+    by_name: Dict[str, StoredTensor] = {}
+    for name, t in stored.items():
+        canon = canonical_name(name)
+        if canon in by_name:
+            raise CheckpointError(f"{where}: tensor {canon!r} is stored twice (as {name!r} and another name)")
+        by_name[canon] = t
+
+    H = config.hidden_size
+    shapes = expected_shapes(config)
+    pooler = [n for n in POOLER_SHAPES if n in by_name]
+    if len(pooler) == 1:
+        raise CheckpointError(f"{where}: has {pooler[0]!r} but not the other pooler tensor")
+    if pooler:
+        shapes.update({"pooler.dense.weight": (H, H), "pooler.dense.bias": (H,)})
+
+    missing = [n for n in shapes if n not in by_name]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CheckpointError(f"{where}: missing tensor(s) {', '.join(missing[:5])}{more} (expected for {config.num_hidden_layers} layers)")
+    selected = {}
+    for name, shape in shapes.items():
+        t = by_name[name]
+        if t.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{t.file}: tensor {name!r} has dtype {t.dtype}; expected one of {', '.join(FLOAT_DTYPES)}")
+        if tuple(t.array.shape) != shape:
+            raise CheckpointError(
+                f"{t.file}: tensor {name!r} has shape {list(t.array.shape)}; the config implies {list(shape)}")
+        selected[name] = t
+    return selected
+
+
+def check_finite(name: str, array: np.ndarray, *, strict: bool) -> None:
+    """Warn about (or, when strict, refuse) a weight holding NaN or infinity: it would poison every output."""
+    if np.isfinite(array).all():
+        return
+    message = f"tensor {name!r} holds NaN or infinite values"
+    if strict:
+        raise CheckpointError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real MiniLM model, the odd-shaped model, their stored PyTorch references, and a table of
+the measured max differences printed at the end of the run (exactness you can see)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minibert import DEFAULT_MODEL, BertModel, Tokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ODD_MODEL = FIXTURES / "odd-bert"
+REPO = Path(__file__).resolve().parents[1]
+# Real data lives outside the repo; CI sets MINIBERT_SHARED, a checkout next to shared/ finds it by default.
+SHARED = Path(os.environ.get("MINIBERT_SHARED", REPO.parent / "shared"))
+
+MAX_DIFFS: dict = {}
+
+
+def record_diff(label: str, value: float) -> float:
+    MAX_DIFFS[label] = max(value, MAX_DIFFS.get(label, 0.0))
+    return value
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MAX_DIFFS:
+        terminalreporter.section("max |minibert - PyTorch| at real tokens")
+        for label, value in sorted(MAX_DIFFS.items()):
+            terminalreporter.write_line(f"{label:<48} {value:.2e}")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> BertModel:
+    return BertModel.from_pretrained(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer() -> Tokenizer:
+    return Tokenizer.from_pretrained(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def odd() -> BertModel:
+    return BertModel.from_pretrained(ODD_MODEL)
+
+
+@pytest.fixture(scope="session")
+def odd_tokenizer() -> Tokenizer:
+    return Tokenizer.from_pretrained(ODD_MODEL)
+
+
+def load_reference(name: str) -> dict:
+    """{case: {array name: array}} from tests/fixtures/reference_<name>.npz."""
+    cases: dict = {}
+    with np.load(FIXTURES / f"reference_{name}.npz") as z:
+        for key in z.files:
+            case, array = key.split("/")
+            cases.setdefault(case, {})[array] = z[key]
+    return cases
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED.joinpath("data", *parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (set MINIBERT_SHARED to the shared/ folder)")
+    return path
