@@ -222,13 +222,21 @@ def feed_forward(x: Array, w: LayerWeights, activation: Callable[[Array], Array]
     return h @ w.output_weight + w.output_bias  # (B, T, H)
 
 
-def encoder_layer(x: Array, w: LayerWeights, mask_bias: Array, config: BertConfig) -> Tuple[Array, Array]:
-    """One transformer layer: attention then feed-forward, each added to its input and layer-normed."""
+def encoder_layer(x: Array, w: LayerWeights, mask_bias: Array, config: BertConfig,
+                  trace: Optional[dict] = None) -> Tuple[Array, Array]:
+    """One transformer layer: attention then feed-forward, each added to its input and layer-normed.
+
+    If `trace` is a dict, it receives each sub-layer's output and the residual stream after it, (B, T, H) each.
+    """
     eps = config.layer_norm_eps
     a, probs = self_attention(x, w, mask_bias, config.num_attention_heads)  # (B, T, H), (B, N, T, T)
     x = layer_norm(x + a, w.attention_layer_norm_weight, w.attention_layer_norm_bias, eps)  # (B, T, H)
+    if trace is not None:
+        trace.update(attention_output=a, after_attention=x)
     f = feed_forward(x, w, ACTIVATIONS[config.hidden_act])  # (B, T, H)
     x = layer_norm(x + f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps)  # (B, T, H)
+    if trace is not None:
+        trace.update(feed_forward_output=f, after_feed_forward=x)
     return x, probs
 
 
@@ -249,13 +257,19 @@ class BertOutput:
 
 def bert_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, weights: BertWeights,
                  config: BertConfig, *, output_hidden_states: bool = False,
-                 output_attentions: bool = False) -> BertOutput:
-    """The whole encoder on checked inputs: (B, T) int64 ids, 0/1 mask and token types."""
+                 output_attentions: bool = False, trace: Optional[list] = None) -> BertOutput:
+    """The whole encoder on checked inputs: (B, T) int64 ids, 0/1 mask and token types.
+
+    If `trace` is a list, it receives one dict per layer with that layer's sub-layer values (see encoder_layer).
+    """
     x = embeddings(input_ids, token_type_ids, weights.embeddings, config.layer_norm_eps)  # (B, T, H)
     mask_bias = attention_mask_bias(attention_mask)  # (B, 1, 1, T)
     hidden_states, attentions = [x], []
     for layer in weights.layers:
-        x, probs = encoder_layer(x, layer, mask_bias, config)  # (B, T, H), (B, N, T, T)
+        layer_trace = None if trace is None else {}
+        x, probs = encoder_layer(x, layer, mask_bias, config, layer_trace)  # (B, T, H), (B, N, T, T)
+        if trace is not None:
+            trace.append(layer_trace)
         hidden_states.append(x)
         attentions.append(probs)
     return BertOutput(
@@ -310,13 +324,15 @@ class BertModel:
         return BertWeights.from_tensors(arrays)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, output_hidden_states: bool = False,
-                 output_attentions: bool = False) -> BertOutput:
+                 output_attentions: bool = False, trace: Optional[list] = None) -> BertOutput:
         """Run the encoder.  input_ids: (B, T) or (T,) integer token ids; attention_mask: 1 for real tokens,
         0 for padding (default: all 1); token_type_ids: segment of each token (default: all 0).
-        A 1-D input is one sequence and gives outputs with B = 1."""
+        A 1-D input is one sequence and gives outputs with B = 1. A `trace` list receives, per layer, the
+        attention and feed-forward sub-layers' outputs and the residual stream after each (for explaining)."""
         input_ids, attention_mask, token_type_ids = self._check_inputs(input_ids, attention_mask, token_type_ids)
         return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
-                            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                            trace=trace)
 
     def _check_inputs(self, input_ids, attention_mask, token_type_ids) -> Tuple[Array, Array, Array]:
         c = self.config

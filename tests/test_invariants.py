@@ -118,3 +118,13 @@ def test_other_activations_run(tmp_path, act):
     base = BertModel.from_pretrained(ODD_MODEL)([[2, 5, 3]]).last_hidden_state
     other = BertModel.from_pretrained(tmp_path)([[2, 5, 3]]).last_hidden_state
     assert np.isfinite(other).all() and np.abs(other - base).max() > 1e-4
+
+
+def test_trace_records_each_sublayer(odd, odd_tokenizer):
+    trace = []
+    out = odd(**odd_tokenizer(SENTENCES[:2]), output_hidden_states=True, trace=trace)
+    assert len(trace) == odd.config.num_hidden_layers
+    for i, t in enumerate(trace):
+        np.testing.assert_array_equal(t["after_feed_forward"], out.hidden_states[i + 1])
+        assert t["attention_output"].shape == t["after_attention"].shape == t["feed_forward_output"].shape
+        assert np.abs(t["after_attention"] - out.hidden_states[i]).max() > 1e-3
