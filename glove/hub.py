@@ -1,0 +1,91 @@
+"""GloVe tables on the Hugging Face Hub, fetched with ``huggingface_hub`` (imported only when needed).
+
+Two layouts are known:
+
+- ``fse/glove-wiki-gigaword-100`` (and ``-50``/``-200``/``-300``, ``fse/glove-twitter-*``...): the gensim-data
+  tables as gensim saved them, ``<name>.model`` plus ``<name>.model.vectors.npy``;
+- ``stanfordnlp/glove``: the original Stanford zips (``glove.6B.zip``, ``glove.42B.300d.zip``,
+  ``glove.840B.300d.zip``, ``glove.twitter.27B.zip``); ``glove.6B.zip`` defaults to its 100d member.
+
+Downloads go through ``hf_hub_download``, so the usual cache (``HF_HOME``, ``HF_HUB_CACHE``) and offline mode
+(``HF_HUB_OFFLINE=1``) apply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HubError
+
+STANFORD_REPO = "stanfordnlp/glove"
+_DEFAULT_MEMBERS = {"glove.6B.zip": "glove.6B.100d.txt"}
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_FILE_SUFFIXES = (".txt", ".gz", ".zip", ".model", ".npy", ".bz2", ".xz")
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    """Local paths of a fetched source: the file to read, and the zip member or the gensim vectors file."""
+
+    repo_id: str
+    path: Path
+    member: str | None
+    label: str
+
+
+def is_hub_name(source: str) -> bool:
+    """``org/name`` (optionally ``hf://org/name``) that does not look like a relative file path."""
+    name = source.removeprefix("hf://")
+    return bool(_REPO_ID.fullmatch(name)) and not name.lower().endswith(_FILE_SUFFIXES)
+
+
+def fetch(source: str, *, filename: str | None = None, member: str | None = None, revision: str | None = None) -> HubFiles:
+    """Download (or find in the cache) the files of a Hub table."""
+    repo_id = source.removeprefix("hf://")
+    if filename is None:
+        if repo_id == STANFORD_REPO:
+            filename = "glove.6B.zip"
+        elif repo_id.startswith("fse/"):
+            filename = repo_id.split("/", 1)[1] + ".model"
+        else:
+            raise HubError(
+                f"{repo_id}: unknown Hub layout; pass filename=... (a GloVe .txt/.txt.gz/.zip or a gensim .model) "
+                f"or use fse/glove-wiki-gigaword-100 or {STANFORD_REPO}"
+            )
+    path = _download(repo_id, filename, revision)
+    if filename.endswith(".model"):
+        if member is not None:
+            raise HubError(f"{repo_id}/{filename} is a gensim model: member=... only applies to zips")
+        _download(repo_id, filename + ".vectors.npy", revision)
+    elif filename.endswith(".zip"):
+        member = member or _DEFAULT_MEMBERS.get(filename)
+    label = Path(member or filename).name
+    return HubFiles(repo_id, path, member, label)
+
+
+def _download(repo_id: str, filename: str, revision: str | None) -> Path:
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors
+    except ImportError:
+        raise HubError(f"loading {repo_id} from the Hub needs huggingface_hub: pip install huggingface-hub") from None
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
+    except errors.LocalEntryNotFoundError as e:
+        cache = huggingface_hub.constants.HF_HUB_CACHE
+        offline = huggingface_hub.constants.HF_HUB_OFFLINE
+        why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        raise HubError(
+            f"{repo_id}/{filename} is not in the Hugging Face cache {cache} and {why}. Download it once with network "
+            f"access, or point HF_HUB_CACHE/HF_HOME at a cache that holds it. ({e})"
+        ) from None
+    except errors.RepositoryNotFoundError:
+        raise HubError(f"{repo_id}: no such repository on the Hugging Face Hub (or it is private)") from None
+    except errors.RevisionNotFoundError:
+        raise HubError(f"{repo_id}: no revision {revision!r}") from None
+    except errors.EntryNotFoundError:
+        raise HubError(f"{repo_id}: no file {filename!r} in the repository") from None
+    except (errors.HfHubHTTPError, OSError) as e:
+        raise HubError(f"{repo_id}/{filename}: download failed: {e}") from None

@@ -1,0 +1,129 @@
+"""``load`` and ``convert``: from any supported source to a memory-mapped ``GloVe``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from . import hub
+from .convert import ProgressFn, TextSource, cache_is_valid, cached_folder, convert_text, default_cache_root, fingerprint, file_lock
+from .errors import GloVeFormatError
+from .gensim_pickle import convert_keyed_vectors
+from .store import is_converted_folder
+from .table import GloVe
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A resolved, local, not-yet-converted source."""
+
+    kind: str  # "text" or "gensim"
+    path: Path
+    member: str | None
+    label: str  # names the cache folder, e.g. "glove.6B.100d"
+    hub: str | None = None
+
+    def files(self) -> list[Path]:
+        return [self.path, self.path.with_name(self.path.name + ".vectors.npy")] if self.kind == "gensim" else [self.path]
+
+
+def _resolve(source: PathLike, member: str | None, filename: str | None, revision: str | None) -> Path | _Source:
+    """A converted folder's path, or the local files of a source to convert (fetched from the Hub if need be)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not is_converted_folder(path):
+            raise GloVeFormatError(path, "a folder, but not one converted by glove (no manifest.json)")
+        if member or filename:
+            raise ValueError("member=/filename= do not apply to a converted folder")
+        return path
+    if path.is_file():
+        if filename is not None:
+            raise ValueError("filename= only applies to Hugging Face Hub sources")
+        kind = "gensim" if path.suffix == ".model" else "text"
+        return _Source(kind, path.resolve(), member, Path(member).name if member else path.name)
+    if isinstance(source, str) and hub.is_hub_name(source):
+        files = hub.fetch(source, filename=filename, member=member, revision=revision)
+        kind = "gensim" if files.path.suffix == ".model" else "text"
+        return _Source(kind, files.path, files.member, files.label, hub=f"{files.repo_id}@{files.path.parent.name}")
+    raise FileNotFoundError(
+        f"{source}: no such file or folder, and not a Hugging Face Hub name such as 'fse/glove-wiki-gigaword-100'"
+    )
+
+
+def _label(name: str) -> str:
+    for suffix in (".gz", ".bz2", ".xz", ".zip", ".txt", ".model"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def convert(
+    source: PathLike,
+    dest: PathLike | None = None,
+    *,
+    member: str | None = None,
+    filename: str | None = None,
+    revision: str | None = None,
+    cache_dir: PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Convert ``source`` (see ``load``) once and return the converted folder.
+
+    Without ``dest`` the folder lives in the cache (``<cache>/<name>-<fingerprint>``). A folder that already holds
+    this source's conversion (same fingerprint) is reused; anything else there is rebuilt.
+    """
+    resolved = _resolve(source, member, filename, revision)
+    if isinstance(resolved, Path):
+        if dest is None:
+            return resolved
+        return GloVe.open(resolved).save(dest)
+    src = resolved
+    fp = fingerprint(src.files(), extra=f"{src.kind}\0{src.member or ''}")
+    manifest: dict[str, Any] = {
+        "source": {"kind": src.kind, "path": str(src.path), "member": src.member, "hub": src.hub, "fingerprint": fp}
+    }
+
+    def build(folder: Path) -> None:
+        if src.kind == "gensim":
+            convert_keyed_vectors(src.path, folder, manifest)
+        else:
+            convert_text(TextSource(src.path, src.member), folder, manifest=manifest, progress=progress)
+
+    if dest is None:
+        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+        dest = cached_folder(root, _label(src.label), fp)
+    return _build_once(Path(dest), fp, build)
+
+
+def _build_once(dest: Path, fp: str, build: Any) -> Path:
+    """Build ``dest`` unless it already holds fingerprint ``fp``; concurrent builders take turns on a lock file."""
+    if cache_is_valid(dest, fp):
+        return dest
+    with file_lock(dest.parent / f".{dest.name}.lock"):
+        if not cache_is_valid(dest, fp):  # another process may have finished it while we waited
+            build(dest)
+    return dest
+
+
+def load(
+    source: PathLike,
+    *,
+    member: str | None = None,
+    filename: str | None = None,
+    revision: str | None = None,
+    cache_dir: PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> GloVe:
+    """Open a GloVe table, converting it into the cache the first time.
+
+    ``source`` is a GloVe text file (``.txt``, ``.txt.gz``, ``.zip`` with ``member=`` choosing the file inside),
+    a gensim ``KeyedVectors.save`` file (``.model``), a folder converted by this package, or a Hugging Face Hub
+    name (``fse/glove-wiki-gigaword-100``, ``stanfordnlp/glove`` with ``filename=``/``member=``).
+    Later loads memory-map the converted folder and never read the source's text again.
+    """
+    return GloVe.open(
+        convert(source, member=member, filename=filename, revision=revision, cache_dir=cache_dir, progress=progress)
+    )

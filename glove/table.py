@@ -1,0 +1,332 @@
+"""The ``GloVe`` table: gensim ``KeyedVectors`` names over memory-mapped arrays."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Union, overload
+
+import numpy as np
+
+from .errors import GloVeError
+from .store import (
+    MANIFEST,
+    TableWriter,
+    Vocabulary,
+    check_words,
+    is_converted_folder,
+    iter_row_chunks,
+    open_folder,
+)
+
+Key = Union[str, np.ndarray]
+"""A word, or a (D,) vector, wherever ``most_similar`` takes words."""
+
+
+class WordNotFoundError(GloVeError, KeyError):
+    """A word is not in the vocabulary. A ``KeyError`` whose message reads as plain text."""
+
+    def __init__(self, word: str, message: str):
+        self.word = word
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MeanVector(NamedTuple):
+    """Result of ``GloVe.mean_vector``: the float32 (D,) mean and the words that were out of vocabulary."""
+
+    vector: np.ndarray
+    oov: list[str]
+
+
+class KeyToIndex(Mapping[str, int]):
+    """Read-only ``word -> row`` mapping, looked up by binary search (no 400,000-entry dict is built)."""
+
+    def __init__(self, vocab: Vocabulary):
+        self._vocab = vocab
+
+    def __getitem__(self, word: str) -> int:
+        i = self._vocab.index(word) if isinstance(word, str) else -1
+        if i < 0:
+            raise KeyError(word)
+        return i
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and self._vocab.index(word) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vocab.all_words())
+
+    def __len__(self) -> int:
+        return len(self._vocab)
+
+
+class IndexToKey(Sequence[str]):
+    """Read-only ``row -> word`` sequence; slices return lists."""
+
+    def __init__(self, vocab: Vocabulary):
+        self._vocab = vocab
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        n = len(self._vocab)
+        if isinstance(i, slice):
+            return [self._vocab.word(j) for j in range(*i.indices(n))]
+        j = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"row {i} out of range for a table of {n} words")
+        return self._vocab.word(j)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vocab.all_words())
+
+    def __len__(self) -> int:
+        return len(self._vocab)
+
+    def __repr__(self) -> str:
+        return f"IndexToKey({self[:5]!r}... {len(self)} words)"
+
+
+class GloVe:
+    """A static word-vector table with gensim ``KeyedVectors`` names.
+
+    ``vectors`` is float32 (V, D), usually a read-only memory map; ``norms`` float32 (V,) holds each row's
+    L2 norm. Queries follow gensim's arithmetic step by step, so ``most_similar`` and ``similarity`` give
+    gensim's results on the same table.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        norms: np.ndarray,
+        vocab: Vocabulary,
+        *,
+        manifest: dict[str, Any] | None = None,
+        path: Path | None = None,
+    ):
+        self.vectors = vectors
+        self.norms = norms
+        self._vocab = vocab
+        self.manifest: dict[str, Any] = manifest or {}
+        self.path = path
+        self.key_to_index = KeyToIndex(vocab)
+        self.index_to_key = IndexToKey(vocab)
+        zero = self.manifest.get("zero_vectors")
+        if zero is None:
+            zero = int(np.count_nonzero(norms == 0))
+        # A zero row has no direction: give it similarity 0 instead of gensim's NaN.
+        self._divisor = np.where(norms == 0, np.float32(np.inf), norms) if zero else norms
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> GloVe:
+        """Memory-map a folder written by ``save`` or by a conversion."""
+        mapped = open_folder(Path(folder))
+        return cls(mapped.vectors, mapped.norms, mapped.vocab, manifest=mapped.manifest, path=Path(folder))
+
+    @classmethod
+    def from_arrays(cls, words: Sequence[str], vectors: np.ndarray) -> GloVe:
+        """A table from unique words and their (V, D) vectors (converted to float32, kept in memory)."""
+        words = list(words)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(words) != vectors.shape[0] or not words:
+            raise ValueError(f"need V >= 1 words and a (V, D) matrix; got {len(words)} words and shape {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ValueError("the vectors contain NaN or infinite values")
+        check_words(words, "from_arrays(words)")
+        return cls(vectors, np.linalg.norm(vectors, axis=1), Vocabulary.build(words), manifest={"source": {"kind": "arrays"}})
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the converted form into ``folder`` (atomically); ``GloVe.open``/``glove.load`` read it back."""
+        folder = Path(folder)
+        if folder.exists() and not is_converted_folder(folder) and any(folder.iterdir()):
+            raise FileExistsError(f"{folder} exists and is not a converted GloVe folder (no {MANIFEST})")
+        words = self._vocab.all_words()
+        with TableWriter(folder, self.dim) as writer:
+            start = 0
+            for rows in iter_row_chunks(self.vectors):
+                writer.add(words[start : start + len(rows)], rows)
+                start += len(rows)
+            keep = ("source", "duplicates", "duplicate_examples", "word2vec_header")
+            writer.commit({k: self.manifest[k] for k in keep if k in self.manifest})
+        return folder
+
+    # ------------------------------------------------------------------ mapping protocol
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    vector_size = dim
+
+    @property
+    def duplicates(self) -> int:
+        """How many duplicate words the source held (only the first occurrence of each was kept)."""
+        return int(self.manifest.get("duplicates", 0))
+
+    def __len__(self) -> int:
+        return len(self._vocab)
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and self._vocab.index(word) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index_to_key)
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return f"GloVe({len(self)} words x {self.dim} dims{where})"
+
+    def get_index(self, word: str) -> int:
+        """Row of ``word``; ``KeyError`` (with a casing hint) if absent."""
+        i = self._vocab.index(word) if isinstance(word, str) else -1
+        if i < 0:
+            raise self._missing(word)
+        return i
+
+    def _missing(self, word: object) -> WordNotFoundError:
+        if not isinstance(word, str):
+            return WordNotFoundError(str(word), f"words are strings, got {type(word).__name__} {word!r}")
+        variants = dict.fromkeys([word.lower(), word.capitalize(), word.title(), word.upper()])
+        found = [v for v in variants if v != word and v in self]
+        hint = f"; the table has {' and '.join(map(repr, found))} (it is case-sensitive)" if found else ""
+        return WordNotFoundError(word, f"{word!r} is not in the vocabulary ({len(self)} words){hint}")
+
+    @overload
+    def __getitem__(self, word: str) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, word: Iterable[str]) -> np.ndarray: ...
+    def __getitem__(self, word: str | Iterable[str]) -> np.ndarray:
+        """float32 (D,) for a word, (n, D) for a list of words; a copy, safe to modify."""
+        if isinstance(word, str):
+            return np.array(self.vectors[self.get_index(word)])
+        return self.vectors[[self.get_index(w) for w in word]].reshape(-1, self.dim)
+
+    def get(self, word: str, default: Any = None) -> np.ndarray | Any:
+        i = self._vocab.index(word) if isinstance(word, str) else -1
+        return np.array(self.vectors[i]) if i >= 0 else default
+
+    # ------------------------------------------------------------------ similarity
+
+    def _unit_row(self, i: int) -> np.ndarray:
+        """float32 (D,): row ``i`` divided by its norm, as gensim's ``get_vector(norm=True)``."""
+        n = self.norms[i]
+        return self.vectors[i] / n if n else np.zeros(self.dim, np.float32)
+
+    def similarity(self, w1: str, w2: str) -> float:
+        """Cosine similarity of two words."""
+        return float(np.dot(_unitvec(self.vectors[self.get_index(w1)]), _unitvec(self.vectors[self.get_index(w2)])))
+
+    def most_similar(
+        self, positive: Key | Sequence[Key] = (), negative: Key | Sequence[Key] = (), topn: int | None = 10
+    ) -> list[tuple[str, float]] | np.ndarray:
+        """The ``topn`` words nearest (cosine) to the mean of the unit ``positive`` minus ``negative`` vectors.
+
+        The query words themselves are left out, as in gensim. ``most_similar(["king", "woman"], ["man"])``
+        answers the analogy man : king :: woman : ?. With ``topn=None``, returns all V similarities,
+        float32 (V,).
+        """
+        if isinstance(topn, int) and topn < 1:
+            return []
+        keys = [(k, 1.0) for k in _as_keys(positive)] + [(k, -1.0) for k in _as_keys(negative)]
+        if not keys:
+            raise ValueError("most_similar needs at least one positive or negative word or vector")
+        mean = np.zeros(self.dim, np.float32)
+        excluded: list[int] = []
+        for key, weight in keys:
+            if isinstance(key, str):
+                i = self.get_index(key)
+                excluded.append(i)
+                vec = self._unit_row(i)
+            else:
+                vec = self._check_vector(key)
+            mean += np.float64(weight) * vec  # gensim accumulates float64 products into a float32 mean
+        mean = _unitvec(mean / np.float64(len(keys)))  # float64 division, as gensim
+        return self._nearest(mean, topn, excluded)
+
+    def most_similar_by_vector(self, vector: np.ndarray, topn: int | None = 10) -> list[tuple[str, float]] | np.ndarray:
+        """The ``topn`` words nearest (cosine) to a (D,) vector; nothing is excluded."""
+        return self.most_similar(positive=[self._check_vector(vector)], topn=topn)
+
+    similar_by_vector = most_similar_by_vector
+
+    def _check_vector(self, vector: object) -> np.ndarray:
+        vec = np.asarray(vector, dtype=np.float32)
+        if vec.shape != (self.dim,):
+            raise ValueError(f"expected a vector of shape ({self.dim},), got {vec.shape}")
+        return vec
+
+    def _nearest(self, query: np.ndarray, topn: int | None, excluded: list[int]) -> list[tuple[str, float]] | np.ndarray:
+        """Rank all rows by ``vectors @ query / norms``: one pass over the mapped table."""
+        dists = self.vectors @ query
+        dists /= self._divisor
+        if topn is None:
+            return dists
+        k = min(topn + len(excluded), len(dists))
+        if k >= len(dists):
+            best = np.argsort(-dists)[:k]
+        else:
+            neg = -dists
+            part = np.argpartition(neg, k)[:k]
+            best = part.take(np.argsort(neg.take(part)))
+        skip = set(excluded)
+        return [(self._vocab.word(int(i)), float(dists[i])) for i in best if int(i) not in skip][:topn]
+
+    def doesnt_match(self, words: Sequence[str]) -> str:
+        """The word furthest from the mean of the others (unit vectors); unknown words are ignored with a warning."""
+        used = [w for w in words if w in self]
+        if len(used) != len(words):
+            warnings.warn(f"ignoring words not in the vocabulary: {[w for w in words if w not in self]}", stacklevel=2)
+        if not used:
+            raise ValueError("doesnt_match: none of the words is in the vocabulary")
+        units = np.vstack([self._unit_row(self.get_index(w)) for w in used]).astype(np.float32)
+        total = np.zeros(self.dim, np.float32)
+        for row in units:  # row by row, the order gensim sums in
+            total += row
+        mean = _unitvec(total / np.float32(len(used)))
+        return sorted(zip(units @ mean, used), reverse=True)[-1][1]
+
+    def mean_vector(self, words_or_text: str | Iterable[str], skip_oov: bool = True, lowercase: bool = False) -> MeanVector:
+        """Plain mean of the raw vectors of some words (a string is split on whitespace).
+
+        Returns ``MeanVector(vector, oov)``: float32 (D,) and the words skipped as out of vocabulary. With
+        ``skip_oov=False`` an unknown word raises ``KeyError``; if no word is known, ``KeyError`` too.
+        """
+        words = words_or_text.split() if isinstance(words_or_text, str) else list(words_or_text)
+        if lowercase:
+            words = [w.lower() for w in words]
+        rows, oov = [], []
+        for w in words:
+            i = self._vocab.index(w) if isinstance(w, str) else -1
+            if i >= 0:
+                rows.append(i)
+            elif skip_oov:
+                oov.append(w)
+            else:
+                raise self._missing(w)
+        if not rows:
+            raise WordNotFoundError(str(words[:5]), f"none of the {len(words)} words is in the vocabulary: {oov[:10]}")
+        return MeanVector(self.vectors[rows].mean(axis=0, dtype=np.float64).astype(np.float32), oov)
+
+
+def _as_keys(keys: Key | Sequence[Key]) -> list[Key]:
+    """A single word or vector, or a sequence of them, as a list."""
+    if isinstance(keys, str) or (isinstance(keys, np.ndarray) and keys.ndim == 1):
+        return [keys]
+    return list(keys)
+
+
+def _unitvec(vec: np.ndarray) -> np.ndarray:
+    """float32 (D,) unit vector computed as gensim's ``unitvec`` does (float64 norm and scaling, then float32),
+    so similarities agree to the last bit. A zero vector stays zero."""
+    vec64 = np.asarray(vec, dtype=np.float64)
+    norm = float(np.linalg.norm(vec64))
+    return (vec64 * (1.0 / norm) if norm > 0 else vec64).astype(np.float32)
