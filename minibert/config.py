@@ -78,8 +78,8 @@ class BertConfig:
             raise ConfigError(f"{path}: no config.json (every BERT checkpoint folder has one)")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also over-long integers
+            raise ConfigError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
         return cls.from_dict(d, source=str(path))
 
     def to_dict(self) -> dict:

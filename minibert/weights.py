@@ -66,10 +66,7 @@ def read_safetensors(path: str | Path) -> Dict[str, StoredTensor]:
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
 
-    try:
-        header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: the header is not valid UTF-8 JSON ({e})") from None
+    header = parse_json(raw_header, f"{path}: the header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
 
@@ -82,7 +79,10 @@ def read_safetensors(path: str | Path) -> Dict[str, StoredTensor]:
         spans.append((begin, end, name))
         count = math.prod(shape)
         if count == 0:
-            array = np.zeros(shape, STORED_DTYPES[dtype])
+            try:
+                array = np.zeros(shape, STORED_DTYPES[dtype])
+            except ValueError:  # NumPy refuses absurd dimensions even when one of them is 0
+                raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} is too large to represent") from None
         else:
             array = np.frombuffer(mm, STORED_DTYPES[dtype], count=count, offset=8 + n + begin).reshape(shape)
         tensors[name] = StoredTensor(dtype, array, path)
@@ -136,33 +136,51 @@ def read_checkpoint(folder: str | Path) -> Dict[str, StoredTensor]:
     raise CheckpointError(f"{folder}: no {WEIGHTS_NAME} or {INDEX_NAME} found")
 
 
+def parse_json(raw: bytes, what: str) -> object:
+    """Decode UTF-8 JSON, turning every way it can fail (bad bytes, bad syntax, integers too long to convert,
+    nesting too deep to parse) into a CheckpointError that starts with `what`."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{what} is not valid UTF-8 JSON ({type(e).__name__}: {str(e)[:200]})") from None
+
+
 def _read_sharded(folder: Path, index_path: Path) -> Dict[str, StoredTensor]:
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{index_path}: not valid JSON ({e})") from None
+        raw = index_path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{index_path}: cannot read ({e.strerror or e})") from None
+    index = parse_json(raw, str(index_path))
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(f"{index_path}: expected an object with a 'weight_map' of tensor name -> shard file")
 
-    root = folder.resolve()
     tensors: Dict[str, StoredTensor] = {}
+    shard_of: Dict[str, str] = {}
     for shard in sorted(set(weight_map.values())):
-        # A shard must be a plain file inside the model folder: an index is data, not a licence to read anywhere.
-        shard_path = (folder / shard).resolve()
-        if os.path.isabs(shard) or ".." in Path(shard).parts or root not in shard_path.parents:
-            raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model folder; refused")
+        shard_path = folder / _checked_shard_name(index_path, shard)
         if not shard_path.is_file():
             raise CheckpointError(f"{index_path}: names shard {shard!r}, which does not exist in {folder}")
         for name, t in read_safetensors(shard_path).items():
             if name in tensors:
                 raise CheckpointError(
-                    f"{index_path}: tensor {name!r} appears in two shards ({tensors[name].file.name} and {shard})")
-            tensors[name] = t
+                    f"{index_path}: tensor {name!r} appears in two shards ({shard_of[name]} and {shard})")
+            tensors[name], shard_of[name] = t, shard
     for name, shard in weight_map.items():
-        if name not in tensors or tensors[name].file.name != Path(shard).name:
+        if shard_of.get(name) != shard:
             raise CheckpointError(f"{index_path}: names tensor {name!r} in {shard!r}, which does not hold it")
     return tensors
+
+
+def _checked_shard_name(index_path: Path, shard: str) -> str:
+    """A shard named by an index must be a plain relative path inside the model folder: the index is data, not a
+    licence to read anywhere. The check is on the name, not the resolved path, because in the Hugging Face cache
+    every file of a snapshot is a symlink into `../../blobs/`."""
+    parts = shard.replace("\\", "/").split("/")  # a backslash separates folders on Windows
+    if "\0" in shard or os.path.isabs(shard) or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
+        raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model folder (expected a relative file "
+                              "name without '..'); refused")
+    return shard
 
 
 def to_float32(t: StoredTensor) -> np.ndarray:
@@ -232,6 +250,12 @@ def select_bert_tensors(stored: Dict[str, StoredTensor], config: BertConfig, whe
             raise CheckpointError(f"{where}: tensor {canon!r} is stored twice (as {name!r} and another name)")
         by_name[canon] = t
 
+    # Check the layer count before listing every expected tensor: a corrupt config could ask for a billion layers.
+    L = config.num_hidden_layers
+    if not any(n.startswith(f"encoder.layer.{L - 1}.") for n in by_name):
+        stored = {n.split(".")[2] for n in by_name if n.startswith("encoder.layer.")}
+        raise CheckpointError(f"{where}: the config asks for num_hidden_layers = {L}, but the checkpoint stores "
+                              f"{len(stored)} layer(s) (no tensor 'encoder.layer.{L - 1}.*')")
     H = config.hidden_size
     shapes = expected_shapes(config)
     pooler = [n for n in POOLER_SHAPES if n in by_name]
@@ -264,3 +288,14 @@ def check_finite(name: str, array: np.ndarray, *, strict: bool) -> None:
     if strict:
         raise CheckpointError(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def check_compatible(tokenizer, model) -> None:
+    """Refuse a tokenizer and a model that do not belong together: every id the tokenizer can produce must have a
+    row in the model's word embedding table. Call it where a tokenizer's output first meets a model."""
+    n, V = tokenizer.vocab_size, model.config.vocab_size
+    if n > V:
+        raise CheckpointError(
+            f"tokenizer {tokenizer.name_or_path!r} has {n} tokens (ids up to {n - 1}), but model "
+            f"{model.name_or_path!r} has only {V} rows in its word embedding table (config vocab_size): expected a "
+            "tokenizer with at most vocab_size tokens; load both from the same checkpoint")
