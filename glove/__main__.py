@@ -104,19 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     table_options(p, table=False)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("neighbors", help="nearest words by cosine similarity")
-    p.add_argument("word")
-    p.add_argument("-n", type=int, default=10, help="how many (default %(default)s)")
-    table_options(p)
-    p.set_defaults(func=cmd_neighbors)
-
-    p = sub.add_parser("analogy", help="A is to B as C is to ?")
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("c")
-    p.add_argument("-n", type=int, default=5, help="how many answers (default %(default)s)")
-    table_options(p)
-    p.set_defaults(func=cmd_analogy)
+    for name, words, n, func, text in [
+        ("neighbors", ["word"], 10, cmd_neighbors, "nearest words by cosine similarity"),
+        ("analogy", ["a", "b", "c"], 5, cmd_analogy, "A is to B as C is to ?"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        for word in words:
+            p.add_argument(word)
+        p.add_argument("-n", type=int, default=n, help="how many (default %(default)s)")
+        table_options(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("info", help="shape, source and fingerprint of a table")
     p.add_argument("src")
@@ -137,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except (GloVeError, KeyError, ValueError, OSError) as e:
-        print(f"error: {e if not isinstance(e, KeyError) or isinstance(e, GloVeError) else e.args[0]}", file=sys.stderr)
+        message = e.args[0] if type(e) is KeyError else e  # a bare KeyError's str() adds quotes
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 

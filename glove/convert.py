@@ -192,13 +192,12 @@ class _Parser:
         if not chunk.strip():
             raise GloVeFormatError(self.src.display, "empty file: no vectors found")
         first = lines[0].split()
-        if len(first) == 2 and all(f.isdigit() for f in first) and len(lines) > 1:
-            count, dim = int(first[0]), int(first[1])
-            if len(lines[1].split()) >= dim + 1:  # "5 1" could also be the word "5" with one value
-                self.report.header = (count, dim)
-                return dim, True
-        counts = Counter(len(line.split()) for line in lines if line.strip())
-        fields = counts.most_common(1)[0][0]
+        rest = Counter(len(line.split()) for line in lines[1:] if line.strip())
+        if len(first) == 2 and all(f.isdigit() for f in first) and rest and rest.most_common(1)[0][0] == int(first[1]) + 1 != 2:
+            # word2vec's "count dim". With dim 1 it would look like a data line, so it is taken as one.
+            self.report.header = (int(first[0]), int(first[1]))
+            return int(first[1]), True
+        fields = (Counter([len(first)]) + rest).most_common(1)[0][0]  # ties go to the first line's count
         if fields < 2:
             raise self._error("expected a word followed by numbers separated by spaces", 1, lines[0])
         return fields - 1, False

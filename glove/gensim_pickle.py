@@ -38,12 +38,22 @@ try:
     from numpy._core import multiarray as _multiarray
 except ImportError:  # numpy < 2
     from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
-_NUMPY_GLOBALS = {
+_DATA_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     # numpy 1.x pickles say numpy.core, numpy 2.x pickles numpy._core; both name the same two functions.
     **{(m, f): getattr(_multiarray, f) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for f in ("_reconstruct", "scalar")},
 }
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it (bytes spelled as latin-1 text); other codecs refused."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}: only latin1 text appears in gensim files")
+    return text.encode("latin1")
+
+
+_DATA_GLOBALS[("_codecs", "encode")] = _latin1_encode  # protocol 2 (gensim 3) pickles bytes this way
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -54,9 +64,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "gensim.models.keyedvectors" and name in _GENSIM_CLASSES:
             return _GENSIM_CLASSES[name]
-        if (module, name) in _NUMPY_GLOBALS:
-            return _NUMPY_GLOBALS[(module, name)]
-        allowed = sorted({f"gensim.models.keyedvectors.{n}" for n in _GENSIM_CLASSES} | {f"{m}.{n}" for m, n in _NUMPY_GLOBALS})
+        if (module, name) in _DATA_GLOBALS:
+            return _DATA_GLOBALS[(module, name)]
+        allowed = sorted({f"gensim.models.keyedvectors.{n}" for n in _GENSIM_CLASSES} | {f"{m}.{n}" for m, n in _DATA_GLOBALS})
         raise UnsafePickleError(
             self.path,
             f"refusing to load {module}.{name}: a gensim KeyedVectors file only needs {', '.join(allowed)}. "

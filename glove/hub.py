@@ -68,14 +68,13 @@ def fetch(source: str, *, filename: str | None = None, member: str | None = None
 def _download(repo_id: str, filename: str, revision: str | None) -> Path:
     try:
         import huggingface_hub
-        from huggingface_hub import errors
+        from huggingface_hub import constants, errors
     except ImportError:
         raise HubError(f"loading {repo_id} from the Hub needs huggingface_hub: pip install huggingface-hub") from None
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
     except errors.LocalEntryNotFoundError as e:
-        cache = huggingface_hub.constants.HF_HUB_CACHE
-        offline = huggingface_hub.constants.HF_HUB_OFFLINE
+        cache, offline = constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE
         why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
         raise HubError(
             f"{repo_id}/{filename} is not in the Hugging Face cache {cache} and {why}. Download it once with network "

@@ -28,7 +28,8 @@ class _Source:
     hub: str | None = None
 
     def files(self) -> list[Path]:
-        return [self.path, self.path.with_name(self.path.name + ".vectors.npy")] if self.kind == "gensim" else [self.path]
+        beside = self.path.with_name(self.path.name + ".vectors.npy")  # absent when gensim kept the vectors inline
+        return [self.path, beside] if self.kind == "gensim" and beside.exists() else [self.path]
 
 
 def _resolve(source: PathLike, member: str | None, filename: str | None, revision: str | None) -> Path | _Source:

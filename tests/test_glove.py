@@ -1,0 +1,446 @@
+"""glove: text parsing, bad input, the cache, the table API, and agreement with gensim's stored answers."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import glove
+from glove import GloVeFormatError
+from glove.store import open_folder
+
+FIXTURES = Path(__file__).parent / "fixtures" / "glove"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_table(path: Path, words: list[str], vecs: np.ndarray, *, header: bool = False, newline: str = "\n") -> Path:
+    """A GloVe text file in GloVe's own number format (``-0.038194``)."""
+    lines = [f"{len(words)} {vecs.shape[1]}"] if header else []
+    lines += [w + " " + " ".join(f"{v:.6f}".rstrip("0").rstrip(".") for v in row) for w, row in zip(words, vecs)]
+    data = (newline.join(lines) + newline).encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    elif path.suffix == ".bz2":
+        data = bz2.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def reference_parse(path: Path) -> tuple[list[str], np.ndarray]:
+    """What gensim does: each value through Python float, then float32."""
+    words, rows = [], []
+    for line in path.read_text("utf-8").splitlines():
+        parts = line.split(" ")
+        words.append(parts[0])
+        rows.append([np.float32(float(x)) for x in parts[1:]])
+    return words, np.array(rows, dtype=np.float32)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(50)] + ["Paris", "café", "new-york"]
+    return words, rng.normal(0, 0.5, (len(words), 7))
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def test_vectors_are_bit_identical_to_float32_of_the_text(tmp_path, cache):
+    src = FIXTURES / "small.txt"
+    g = glove.load(src, cache_dir=cache)
+    words, expected = reference_parse(src)
+    assert list(g.index_to_key) == words
+    assert g.vectors.dtype == np.float32 and g.vectors.shape == expected.shape == (400, 25)
+    assert np.array_equal(g.vectors.view(np.uint32), expected.view(np.uint32))
+
+
+def test_bulk_path_matches_slow_path_on_awkward_numbers(tmp_path, cache):
+    values = ["1e-05", "-3.25e+10", "0.1", "-0", "7", ".5", "+2.5", "1.0000001", "123456789", "-0.000001"]
+    src = tmp_path / "odd.txt"
+    src.write_text("a " + " ".join(values) + "\nb " + " ".join(reversed(values)) + "\n")
+    g = glove.load(src, cache_dir=cache)
+    expected = np.array([[np.float32(float(v)) for v in values]], np.float32)
+    assert np.array_equal(g["a"].view(np.uint32), expected[0].view(np.uint32))
+    assert np.array_equal(g["b"].view(np.uint32), expected[0][::-1].view(np.uint32))
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".txt.gz", ".txt.bz2", ".zip"])
+def test_compressed_sources_give_the_same_table(tmp_path, cache, small, suffix):
+    words, vecs = small
+    plain = write_table(tmp_path / "t.txt", words, vecs)
+    if suffix == ".zip":
+        src = tmp_path / "glove.6B.zip"
+        with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.write(plain, "glove.6B.7d.txt")
+            zf.writestr("glove.6B.3d.txt", "x 1 2 3\n")
+        g = glove.load(src, member="glove.6B.7d.txt", cache_dir=cache)
+        assert len(glove.load(src, member="glove.6B.3d.txt", cache_dir=cache)) == 1
+    else:
+        src = write_table(tmp_path / f"t{suffix}", words, vecs)
+        g = glove.load(src, cache_dir=cache)
+    ref = glove.load(plain, cache_dir=cache)
+    assert list(g.index_to_key) == words
+    assert np.array_equal(g.vectors, ref.vectors)
+
+
+def test_zip_member_must_be_named_when_ambiguous(tmp_path, cache):
+    src = tmp_path / "glove.6B.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("glove.6B.50d.txt", "a 1 2\n")
+        zf.writestr("glove.6B.100d.txt", "a 1 2 3\n")
+    with pytest.raises(GloVeFormatError, match=r"glove.6B.50d.txt.*member="):
+        glove.load(src, cache_dir=cache)
+    with pytest.raises(GloVeFormatError, match=r"no member 'glove.6B.300d.txt'.*glove.6B.100d.txt"):
+        glove.load(src, member="glove.6B.300d.txt", cache_dir=cache)
+
+
+def test_word2vec_header_is_detected(tmp_path, cache, small):
+    words, vecs = small
+    g = glove.load(write_table(tmp_path / "h.txt", words, vecs, header=True), cache_dir=cache)
+    assert len(g) == len(words) and g.dim == 7 and g.manifest["word2vec_header"] is True
+    assert "53" not in g
+
+
+def test_header_count_must_match(tmp_path, cache, small):
+    words, vecs = small
+    src = write_table(tmp_path / "h.txt", words, vecs, header=True)
+    src.write_text(src.read_text().replace(f"{len(words)} 7", f"{len(words) + 2} 7", 1))
+    with pytest.raises(GloVeFormatError, match=rf"promises {len(words) + 2} vectors, the file holds {len(words)}"):
+        glove.load(src, cache_dir=cache)
+
+
+def test_numeric_first_word_with_one_dim_is_not_a_header(tmp_path, cache):
+    src = tmp_path / "one.txt"
+    src.write_text("5 1\n6 2\nx 3\n")
+    g = glove.load(src, cache_dir=cache)
+    assert list(g.index_to_key) == ["5", "6", "x"] and g["5"].tolist() == [1.0]
+
+
+def test_words_with_spaces_take_the_last_d_fields(tmp_path, cache):
+    src = tmp_path / "840b.txt"
+    src.write_text("the 1 2 3\n. . . 4 5 6\nat name@domain.com 7 8 9\nx 0.5 0.5 0.5\n")
+    g = glove.load(src, cache_dir=cache)
+    assert list(g.index_to_key) == ["the", ". . .", "at name@domain.com", "x"]
+    assert g[". . ."].tolist() == [4, 5, 6]
+
+
+def test_crlf_and_tabs_are_accepted(tmp_path, cache, small):
+    words, vecs = small
+    g = glove.load(write_table(tmp_path / "crlf.txt", words, vecs, newline="\r\n"), cache_dir=cache)
+    ref = glove.load(write_table(tmp_path / "lf.txt", words, vecs), cache_dir=cache)
+    assert list(g.index_to_key) == words and np.array_equal(g.vectors, ref.vectors)
+
+
+def test_duplicates_keep_the_first_and_are_counted(tmp_path, cache):
+    src = tmp_path / "dup.txt"
+    src.write_text("a 1 2\nb 3 4\na 5 6\nc 7 8\nb 9 9\n")
+    with pytest.warns(UserWarning, match=r"2 duplicate word\(s\).*'a' \(line 3\), 'b' \(line 5\)"):
+        g = glove.load(src, cache_dir=cache)
+    assert list(g.index_to_key) == ["a", "b", "c"]
+    assert g["a"].tolist() == [1, 2] and g["b"].tolist() == [3, 4] and g["c"].tolist() == [7, 8]
+    assert g.duplicates == 2
+    assert glove.load(src, cache_dir=cache).duplicates == 2  # still known from the manifest, no re-parse
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+BAD_CASES = {
+    "too few values": (b"a 1 2 3\nb 1 2\nc 1 2 3\n", 2, r"expected a word and 3 values, found 3 fields", "b 1 2"),
+    "too many values": (b"a 1 2 3\nb 1 2 3\nc 1 2 3 4\n", 3, r"expected 3 values after the word, found 4", "c 1 2 3 4"),
+    "not a number": (b"a 1 2 3\nb 1 x2 3\n", 2, r"value 'x2' is not a number", "b 1 x2 3"),
+    "two numbers glued": (b"a 1 2 3\nb 1 2-3 4\n", 2, r"value '2-3' is not a number", "b 1 2-3 4"),
+    "nan": (b"a 1 2 3\nb 1 nan 3\n", 2, r"value 'nan' is not finite", "b 1 nan 3"),
+    "not utf-8": (b"a 1 2 3\ncaf\xe9 1 2 3\n", 2, r"not valid UTF-8", "caf\\xe9 1 2 3"),
+    "blank line": (b"a 1 2 3\n\nb 1 2 3\n", 2, r"blank line", ""),
+    "empty word": (b"a 1 2 3\n 1 2 3\n", 2, r"expected a word and 3 values, found 3 fields", " 1 2 3"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_lines_name_file_line_and_excerpt(tmp_path, cache, case):
+    data, line, message, excerpt = BAD_CASES[case]
+    src = tmp_path / "bad.txt"
+    src.write_bytes(data)
+    with pytest.raises(GloVeFormatError, match=message) as info:
+        glove.load(src, cache_dir=cache)
+    err = info.value
+    assert err.line == line and str(src) in str(err) and f"line {line}:" in str(err)
+    assert excerpt in str(err).splitlines()[-1]
+    assert not cache.exists() or not [p for p in cache.iterdir() if not p.name.endswith(".lock")]
+
+
+def test_bad_line_deep_in_a_large_file_is_found(tmp_path, cache):
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(30_000)]
+    src = write_table(tmp_path / "big.txt.gz", words, rng.normal(size=(30_000, 5)))
+    lines = gzip.decompress(src.read_bytes()).split(b"\n")
+    lines[25_000] = lines[25_000].replace(b" ", b" 0.5 ", 1)
+    src.write_bytes(gzip.compress(b"\n".join(lines)))
+    with pytest.raises(GloVeFormatError, match=r"line 25001: expected 5 values after the word, found 6"):
+        glove.load(src, cache_dir=cache)
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n", b"   \n"])
+def test_empty_file(tmp_path, cache, data):
+    src = tmp_path / "empty.txt"
+    src.write_bytes(data)
+    with pytest.raises(GloVeFormatError, match="empty file"):
+        glove.load(src, cache_dir=cache)
+
+
+def test_truncated_gzip(tmp_path, cache, small):
+    src = write_table(tmp_path / "t.txt.gz", *small)
+    src.write_bytes(src.read_bytes()[:-30])
+    with pytest.raises(GloVeFormatError, match="corrupt or truncated"):
+        glove.load(src, cache_dir=cache)
+
+
+def test_missing_source_is_a_clear_error(tmp_path, cache):
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        glove.load(tmp_path / "nope.txt", cache_dir=cache)
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+
+def test_later_loads_map_the_cache_without_reading_the_text(tmp_path, cache, small, monkeypatch):
+    src = write_table(tmp_path / "t.txt.gz", *small)
+    first = glove.load(src, cache_dir=cache)
+    assert first.path.parent == cache and first.path.name.startswith("t-")
+    assert {p.name for p in first.path.iterdir()} == {
+        "manifest.json", "vectors.npy", "norms.npy", "words.txt", "word_offsets.npy", "word_order.npy"
+    }
+    monkeypatch.setattr(glove.loader, "convert_text", lambda *a, **k: pytest.fail("converted twice"))
+    again = glove.load(src, cache_dir=cache)
+    assert again.path == first.path
+    assert isinstance(again.vectors.base, np.memmap) or isinstance(again.vectors.base.base, __import__("mmap").mmap)
+    assert not again.vectors.flags.writeable
+
+
+def test_changed_source_gets_a_new_cache(tmp_path, cache, small):
+    words, vecs = small
+    src = write_table(tmp_path / "t.txt", words, vecs)
+    a = glove.load(src, cache_dir=cache)
+    write_table(src, words, vecs + 1)
+    b = glove.load(src, cache_dir=cache)
+    assert a.path != b.path and np.allclose(b["w0"], a["w0"] + 1, atol=1e-5)
+
+
+def test_cache_whose_manifest_does_not_match_is_rebuilt(tmp_path, cache, small):
+    src = write_table(tmp_path / "t.txt", *small)
+    folder = glove.load(src, cache_dir=cache).path
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["source"]["fingerprint"] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "vectors.npy").write_bytes(b"garbage")
+    g = glove.load(src, cache_dir=cache)
+    assert g.path == folder and g.manifest["source"]["fingerprint"] != "0" * 64
+    assert np.array_equal(g.vectors, reference_parse(src)[1])
+
+
+def test_interrupted_conversion_leaves_nothing_trusted(tmp_path, cache, small, monkeypatch):
+    src = write_table(tmp_path / "t.txt", *small)
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(glove.store.TableWriter, "commit", crash)
+        with pytest.raises(KeyboardInterrupt):
+            glove.load(src, cache_dir=cache)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+    assert list(glove.load(src, cache_dir=cache).index_to_key) == small[0]
+
+
+def test_a_folder_without_manifest_is_not_trusted(tmp_path, cache, small):
+    g = glove.load(write_table(tmp_path / "t.txt", *small), cache_dir=cache)
+    (g.path / "manifest.json").unlink()
+    with pytest.raises(GloVeFormatError, match="no manifest.json"):
+        glove.load(g.path)
+
+
+def test_converted_folder_files_are_checked_against_the_manifest(tmp_path, cache, small):
+    g = glove.load(write_table(tmp_path / "t.txt", *small), cache_dir=cache)
+    np.save(g.path / "norms.npy", np.zeros(3, np.float32))
+    with pytest.raises(GloVeFormatError, match=r"norms.npy.*\(3,\).*promises"):
+        open_folder(g.path)
+
+
+CONCURRENT = """
+import sys, glove
+g = glove.load(sys.argv[1], cache_dir=sys.argv[2])
+print(g.path, len(g), float(g.vectors.sum()))
+"""
+
+
+def test_two_processes_converting_at_once(tmp_path, cache):
+    rng = np.random.default_rng(5)
+    src = write_table(tmp_path / "t.txt.gz", [f"w{i}" for i in range(40_000)], rng.normal(size=(40_000, 8)))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT, str(src), str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert outs[0][0] == outs[1][0]
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [Path(outs[0][0].split()[0]).name]
+    assert len(glove.load(src, cache_dir=cache)) == 40_000
+
+
+# ------------------------------------------------------------------------------------------ table API
+
+
+def test_mapping_api(small):
+    g = glove.from_arrays(*small)
+    words, vecs = small
+    assert len(g) == len(words) and g.dim == g.vector_size == 7
+    assert "w3" in g and "W3" not in g and 3 not in g
+    assert g["café"].dtype == np.float32 and g["café"].shape == (7,)
+    assert np.array_equal(g["w3"], vecs[3].astype(np.float32))
+    assert g[["w1", "w2"]].shape == (2, 7)
+    assert g.get("nope") is None and g.get("nope", 5) == 5 and np.array_equal(g.get("w1"), g["w1"])
+    assert g.key_to_index["Paris"] == words.index("Paris") and "Paris" in g.key_to_index
+    assert dict(g.key_to_index) == {w: i for i, w in enumerate(words)}
+    assert list(g.index_to_key) == words and g.index_to_key[-1] == "new-york" and g.index_to_key[1:3] == ["w1", "w2"]
+    g["w1"][:] = 0  # a copy: the table is untouched
+    assert g["w1"].any()
+
+
+def test_missing_word_is_a_keyerror_with_a_casing_hint(small):
+    g = glove.from_arrays(*small)
+    with pytest.raises(KeyError, match=r"'paris' is not in the vocabulary \(53 words\); the table has 'Paris'"):
+        g["paris"]
+    with pytest.raises(KeyError, match=r"'nowhere' is not in the vocabulary \(53 words\)$"):
+        g.similarity("w1", "nowhere")
+    with pytest.raises(KeyError, match="'PARIS'"):
+        g.most_similar("PARIS")
+
+
+def test_from_arrays_validates(small):
+    words, vecs = small
+    with pytest.raises(ValueError, match="appears twice"):
+        glove.from_arrays(["a", "a"], np.ones((2, 3)))
+    with pytest.raises(ValueError, match="2 words and shape"):
+        glove.from_arrays(["a", "b"], np.ones((3, 3)))
+    with pytest.raises(ValueError, match="line breaks"):
+        glove.from_arrays(["a\nb"], np.ones((1, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        glove.from_arrays(["a"], np.full((1, 3), np.nan))
+
+
+def test_save_and_reload(tmp_path, small):
+    g = glove.from_arrays(*small)
+    folder = g.save(tmp_path / "saved")
+    h = glove.load(folder)
+    assert list(h.index_to_key) == small[0] and np.array_equal(h.vectors, g.vectors)
+    assert h.most_similar("w5", topn=4) == g.most_similar("w5", topn=4)
+    g2 = glove.from_arrays(small[0][:5], small[1][:5])
+    g2.save(folder)  # replaces a converted folder atomically
+    assert len(glove.load(folder)) == 5
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        g.save(tmp_path / "other")
+
+
+def test_mean_vector_reports_oov(small):
+    g = glove.from_arrays(*small)
+    mv = g.mean_vector("w1 w2 Nope w3 zz")
+    assert mv.oov == ["Nope", "zz"]
+    assert np.allclose(mv.vector, np.mean([g["w1"], g["w2"], g["w3"]], axis=0)) and mv.vector.dtype == np.float32
+    vec, oov = g.mean_vector(["W1"], lowercase=True)
+    assert oov == [] and np.array_equal(vec, g["w1"])
+    with pytest.raises(KeyError, match="Nope"):
+        g.mean_vector("w1 Nope", skip_oov=False)
+    with pytest.raises(KeyError, match="none of the 2 words"):
+        g.mean_vector("x y")
+
+
+def test_zero_vector_has_similarity_zero_not_nan():
+    g = glove.from_arrays(["a", "b", "zero"], np.array([[1, 0], [1, 1], [0, 0]], np.float32))
+    result = dict(g.most_similar("a"))
+    assert result == pytest.approx({"b": 2**-0.5, "zero": 0.0})
+    assert g.similarity("a", "zero") == 0.0
+
+
+def test_most_similar_argument_forms(small):
+    g = glove.from_arrays(*small)
+    assert g.most_similar("w1", topn=3) == g.most_similar(["w1"], topn=3) == g.most_similar(positive=("w1",), topn=3)
+    assert g.most_similar("w1", topn=0) == []
+    assert len(g.most_similar("w1", topn=None)) == len(g)
+    assert all(w != "w1" for w, _ in g.most_similar("w1", topn=len(g)))
+    assert g.most_similar_by_vector(g["w1"], topn=1)[0][0] == "w1"
+    with pytest.raises(ValueError, match="shape \\(7,\\)"):
+        g.most_similar_by_vector(np.ones(3))
+    with pytest.raises(ValueError, match="at least one"):
+        g.most_similar()
+
+
+# ------------------------------------------------------------------------------------------ agreement with gensim
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return json.loads((FIXTURES / "reference.json").read_text("utf-8"))
+
+
+@pytest.fixture(scope="module", params=["small.txt", "gensim/glove-small.model"])
+def fixture_table(request, tmp_path_factory) -> glove.GloVe:
+    return glove.load(FIXTURES / request.param, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def _assert_same(got, expected):
+    assert [w for w, _ in got] == [w for w, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-6)
+
+
+def test_most_similar_matches_gensim(fixture_table, reference):
+    for query, expected in reference["most_similar"].items():
+        _assert_same(fixture_table.most_similar(query, topn=10), expected)
+
+
+def test_analogies_match_gensim(fixture_table, reference):
+    for case in reference["analogies"]:
+        _assert_same(fixture_table.most_similar(positive=case["positive"], negative=case["negative"], topn=10), case["result"])
+    assert fixture_table.most_similar(positive=["queen", "man"], negative=["king"], topn=1)[0][0] == "woman"
+
+
+def test_by_vector_matches_gensim(fixture_table, reference):
+    for case in reference["by_vector"]:
+        _assert_same(fixture_table.most_similar_by_vector(np.array(case["vector"], np.float32), topn=10), case["result"])
+
+
+def test_similarity_and_doesnt_match_match_gensim(fixture_table, reference):
+    for a, b, expected in reference["similarity"]:
+        assert fixture_table.similarity(a, b) == pytest.approx(expected, abs=1e-7)
+    for words, expected in reference["doesnt_match"]:
+        assert fixture_table.doesnt_match(words) == expected
+
+
+def test_fixture_sources_agree(tmp_path):
+    a = glove.load(FIXTURES / "small.txt", cache_dir=tmp_path)
+    b = glove.load(FIXTURES / "gensim" / "glove-small.model", cache_dir=tmp_path)
+    assert list(a.index_to_key) == list(b.index_to_key) and np.array_equal(a.vectors, b.vectors)
+    assert np.array_equal(a.norms, b.norms)
+
+
+def test_import_needs_numpy_only():
+    code = "import sys, glove; assert 'huggingface_hub' not in sys.modules and 'tqdm' not in sys.modules; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
