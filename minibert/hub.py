@@ -62,7 +62,10 @@ def _snapshot(repo_id: str, revision: Optional[str]) -> Path:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise CheckpointError(f"{repo_id}{at}: not found on the Hugging Face Hub ({type(e).__name__})") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError as e:
+        if type(e).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 1.x knows when files are missing
+            raise CheckpointError(f"{repo_id}{at}: the cached snapshot is incomplete and the Hub cannot be reached: "
+                                  f"{e}") from None
         offline = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
         raise CheckpointError(
             f"{repo_id}{at}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {offline}. "
