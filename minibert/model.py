@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -364,6 +364,15 @@ class BertModel:
         types = companion(token_type_ids, "token_type_ids", 0)
         _check_range(types, c.type_vocab_size, "token_type_ids", "the token types (type_vocab_size)")
         return ids, mask, types
+
+    def __reduce__(self):
+        # Pickle where the weights come from, not the arrays: unpickling memory-maps the same files (cheap for Dask).
+        if self.name_or_path is None:
+            raise TypeError("BertModel: cannot pickle a model built from arrays; only one loaded with "
+                            "from_pretrained (it records the folder or Hub id, revision and strict, not the weights)")
+        folder = Path(self.name_or_path)
+        source = str(folder.resolve()) if folder.is_dir() else self.name_or_path  # same folder from any cwd
+        return partial(type(self).from_pretrained, revision=self.revision, strict=self.strict), (source,)
 
     def __repr__(self) -> str:
         c = self.config
