@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from . import convert as convert_source
 from . import evaluate_wordsim, load
-from .convert import ProgressFn
+from .textfile import ProgressFn
 from .errors import GloVeError
 from .table import GloVe
 

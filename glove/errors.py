@@ -17,6 +17,7 @@ class GloVeFormatError(GloVeError, ValueError):
 
     def __init__(self, path: object, message: str, *, line: int | None = None, excerpt: bytes | None = None):
         self.path = str(path)
+        self.message = message
         self.line = line
         self.excerpt = excerpt
         where = f"{self.path}, line {line}" if line is not None else self.path
@@ -25,6 +26,9 @@ class GloVeFormatError(GloVeError, ValueError):
             text += f"\n    {_excerpt(excerpt)}"
         super().__init__(text)
 
+    def __reduce__(self) -> tuple[object, ...]:  # survives the trip back from a parser process
+        return (_rebuild, (type(self), self.path, self.message, self.line, self.excerpt))
+
 
 class UnsafePickleError(GloVeFormatError):
     """A gensim pickle asked for a global that a KeyedVectors file never needs; nothing from it was run."""
@@ -32,6 +36,10 @@ class UnsafePickleError(GloVeFormatError):
 
 class HubError(GloVeError, OSError):
     """A Hugging Face Hub source could not be resolved (offline and not cached, unknown repository or file...)."""
+
+
+def _rebuild(cls: type[GloVeFormatError], path: str, message: str, line: int | None, excerpt: bytes | None) -> GloVeFormatError:
+    return cls(path, message, line=line, excerpt=excerpt)
 
 
 def _excerpt(raw: bytes, limit: int = 120) -> str:

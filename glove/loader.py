@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import hub
-from .convert import ProgressFn, TextSource, cache_is_valid, cached_folder, convert_text, default_cache_root, fingerprint, file_lock
+from .cache import cache_is_valid, cached_folder, default_cache_root, file_lock, fingerprint
+from .textfile import ProgressFn, TextSource, convert_text
 from .errors import GloVeFormatError
 from .gensim_pickle import convert_keyed_vectors
 from .store import is_converted_folder
@@ -96,6 +97,8 @@ def convert(
     if dest is None:
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
         dest = cached_folder(root, _label(src.label), fp)
+    elif Path(dest).is_dir() and not is_converted_folder(Path(dest)) and any(Path(dest).iterdir()):
+        raise FileExistsError(f"{dest} exists and is not a converted GloVe folder; refusing to replace it")
     return _build_once(Path(dest), fp, build)
 
 

@@ -134,9 +134,13 @@ class GloVe:
 
     @classmethod
     def from_arrays(cls, words: Sequence[str], vectors: np.ndarray) -> GloVe:
-        """A table from unique words and their (V, D) vectors (converted to float32, kept in memory)."""
+        """A table from unique words and their (V, D) vectors (copied as float32, kept in memory).
+
+        Any static table gets the same interface, e.g. a BERT model's input embeddings with its vocabulary.
+        """
         words = list(words)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.array(vectors, dtype=np.float32, order="C")  # a private copy: the norms must stay true
+        vectors.flags.writeable = False
         if vectors.ndim != 2 or len(words) != vectors.shape[0] or not words:
             raise ValueError(f"need V >= 1 words and a (V, D) matrix; got {len(words)} words and shape {vectors.shape}")
         if not np.isfinite(vectors).all():

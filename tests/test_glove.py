@@ -444,3 +444,24 @@ def test_import_needs_numpy_only():
     code = "import sys, glove; assert 'huggingface_hub' not in sys.modules and 'tqdm' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_parser_processes_give_the_same_table_and_errors(tmp_path, monkeypatch):
+    """The multi-process path (used for large files) on a small file cut into many chunks."""
+    from glove.textfile import TextSource, convert_text
+
+    monkeypatch.setattr(glove.textfile, "_CHUNK_BYTES", 1 << 14)
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(3000)] + ["w5"]  # a duplicate in the last chunk
+    src = write_table(tmp_path / "t.txt", words, rng.normal(size=(3001, 6)))
+    with pytest.warns(UserWarning, match=r"'w5' \(line 3001\)"):
+        report = convert_text(TextSource(src), tmp_path / "par", workers=2)
+    assert report.duplicates == 1 and report.lines == 3001
+    serial, parallel = reference_parse(src)[1][:3000], glove.load(tmp_path / "par")
+    assert list(parallel.index_to_key) == words[:3000] and np.array_equal(parallel.vectors, serial)
+    lines = src.read_bytes().split(b"\n")
+    lines[2500] = b"w2500 1 2 x 4 5 6"
+    src.write_bytes(b"\n".join(lines))
+    with pytest.raises(GloVeFormatError, match=r"line 2501: value 'x' is not a number") as info:
+        convert_text(TextSource(src), tmp_path / "par2", workers=2)
+    assert info.value.line == 2501 and not (tmp_path / "par2").exists()

@@ -1,4 +1,4 @@
-"""GloVe text -> converted folder: fast bulk parsing, source fingerprints, the cache and its lock.
+"""GloVe text -> converted folder: reading (plain, gzip, bz2, xz, zip member) and fast bulk parsing.
 
 Parsing speed: values are never converted one by one in Python. A chunk of lines is split into words and
 "value parts", and the value parts are handed to ``np.loadtxt`` (C parser, one call per chunk), which also
@@ -13,24 +13,25 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
-import hashlib
 import lzma
+import multiprocessing
 import os
 import queue
 import re
 import threading
 import warnings
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from .errors import GloVeFormatError
-from .store import TableWriter, is_converted_folder, read_manifest
+from .store import TableWriter
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(done, total)`` in bytes of the source file."""
@@ -169,59 +170,42 @@ class ParseReport:
 
     lines: int = 0
     duplicates: int = 0
-    duplicate_examples: list[tuple[str, int]] | None = None
+    duplicate_examples: list[tuple[str, int]] = field(default_factory=list)
     header: tuple[int, int] | None = None
 
 
-class _Parser:
-    """Feeds whole-line chunks of a GloVe text file into a TableWriter-like sink."""
+def _sniff(display: str, chunk: bytes) -> tuple[int, tuple[int, int] | None]:
+    """(D, word2vec ``count dim`` header or None) from the commonest field count of the first lines."""
+    lines = chunk.split(b"\n", 101)[:101]
+    if not chunk.strip():
+        raise GloVeFormatError(display, "empty file: no vectors found")
+    first = lines[0].split()
+    rest = Counter(len(line.split()) for line in lines[1:] if line.strip())
+    if len(first) == 2 and all(f.isdigit() for f in first) and rest and rest.most_common(1)[0][0] == int(first[1]) + 1 != 2:
+        # word2vec's "count dim". With dim 1 it would look like a data line, so it is taken as one.
+        return int(first[1]), (int(first[0]), int(first[1]))
+    fields = (Counter([len(first)]) + rest).most_common(1)[0][0]  # ties go to the first line's count
+    if fields < 2:
+        raise GloVeFormatError(display, "expected a word followed by numbers separated by spaces", line=1, excerpt=lines[0])
+    return fields - 1, None
 
-    def __init__(self, src: TextSource, first_chunk: bytes):
-        self.src = src
-        self.report = ParseReport(duplicate_examples=[])
-        self.seen: set[str] = set()
-        self.lineno = 0  # lines consumed so far
-        self.dim, self.skip_header = self._sniff(first_chunk)
+
+@dataclass(frozen=True)
+class _ChunkParser:
+    """Parses one chunk of whole lines into words and float32 (n, D) rows. Stateless, so worker processes can
+    run it; duplicates are dropped afterwards, in file order, by the caller."""
+
+    display: str
+    dim: int
 
     def _error(self, message: str, line: int, raw: bytes) -> GloVeFormatError:
-        return GloVeFormatError(self.src.display, message, line=line, excerpt=raw)
+        return GloVeFormatError(self.display, message, line=line, excerpt=raw)
 
-    def _sniff(self, chunk: bytes) -> tuple[int, bool]:
-        """D from the commonest field count of the first lines; a word2vec ``count dim`` header is detected."""
-        lines = chunk.split(b"\n", 101)[:101]
-        if not chunk.strip():
-            raise GloVeFormatError(self.src.display, "empty file: no vectors found")
-        first = lines[0].split()
-        rest = Counter(len(line.split()) for line in lines[1:] if line.strip())
-        if len(first) == 2 and all(f.isdigit() for f in first) and rest and rest.most_common(1)[0][0] == int(first[1]) + 1 != 2:
-            # word2vec's "count dim". With dim 1 it would look like a data line, so it is taken as one.
-            self.report.header = (int(first[0]), int(first[1]))
-            return int(first[1]), True
-        fields = (Counter([len(first)]) + rest).most_common(1)[0][0]  # ties go to the first line's count
-        if fields < 2:
-            raise self._error("expected a word followed by numbers separated by spaces", 1, lines[0])
-        return fields - 1, False
-
-    def _normalise(self, line: bytes, lineno: int) -> tuple[bytes, bytes]:
-        """(word, values joined by single spaces) for a line the fast path could not split."""
-        fields = line.split()
-        dim = self.dim
-        if not fields:
-            raise self._error("blank line", lineno, line)
-        if len(fields) < dim + 1:
-            raise self._error(f"expected a word and {dim} values, found {len(fields)} fields", lineno, line)
-        if len(fields) > dim + 1 and all(_is_number(f) for f in fields[1:-dim]):
-            # Extra fields that are numbers mean too many values, not a word with spaces (GloVe 840B has those).
-            raise self._error(f"expected {dim} values after the word, found {len(fields) - 1}", lineno, line)
-        return b" ".join(fields[:-dim]), b" ".join(fields[-dim:])
-
-    def parse(self, chunk: bytes) -> tuple[list[str], np.ndarray]:
-        """Words (duplicates dropped) and their float32 (n, D) rows for one chunk of whole lines."""
+    def __call__(self, chunk: bytes, first: int, skip_first: bool) -> tuple[list[str], np.ndarray]:
+        """``first``: line number of the chunk's first line; ``skip_first``: it is the word2vec header."""
         lines = chunk.split(b"\n")
-        first = self.lineno + 1
-        self.lineno += len(lines)
-        if self.skip_header:
-            lines, first, self.skip_header = lines[1:], first + 1, False
+        if skip_first:
+            lines, first = lines[1:], first + 1
         dim = self.dim
         words: list[bytes] = []
         values: list[bytes] = []
@@ -236,7 +220,20 @@ class _Parser:
             words.append(word)
             values.append(rest)
         rows = self._to_floats(values, lines, first)
-        return self._dedupe(self._decode(words, lines, first), rows, first)
+        return self._decode(words, lines, first), rows
+
+    def _normalise(self, line: bytes, lineno: int) -> tuple[bytes, bytes]:
+        """(word, values joined by single spaces) for a line the fast path could not split."""
+        fields = line.split()
+        dim = self.dim
+        if not fields:
+            raise self._error("blank line", lineno, line)
+        if len(fields) < dim + 1:
+            raise self._error(f"expected a word and {dim} values, found {len(fields)} fields", lineno, line)
+        if len(fields) > dim + 1 and all(_is_number(f) for f in fields[1:-dim]):
+            # Extra fields that are numbers mean too many values, not a word with spaces (GloVe 840B has those).
+            raise self._error(f"expected {dim} values after the word, found {len(fields) - 1}", lineno, line)
+        return b" ".join(fields[:-dim]), b" ".join(fields[-dim:])
 
     def _to_floats(self, values: list[bytes], lines: list[bytes], first: int) -> np.ndarray:
         try:
@@ -251,7 +248,7 @@ class _Parser:
             problem = _value_problem(rest.split(b" "), self.dim)
             if problem:
                 raise self._error(problem, first + i, lines[i])
-        raise GloVeFormatError(self.src.display, f"could not parse the values of lines {first}-{first + len(lines) - 1}")
+        raise GloVeFormatError(self.display, f"could not parse the values of lines {first}-{first + len(lines) - 1}")
 
     def _decode(self, words: list[bytes], lines: list[bytes], first: int) -> list[str]:
         try:
@@ -264,34 +261,92 @@ class _Parser:
                     raise self._error(f"the word is not valid UTF-8 ({e.reason} at byte {e.start})", first + i, lines[i]) from None
             raise
 
-    def _dedupe(self, words: list[str], rows: np.ndarray, first: int) -> tuple[list[str], np.ndarray]:
-        seen, keep = self.seen, []
-        for i, word in enumerate(words):
-            if word in seen:
-                self.report.duplicates += 1
-                if len(self.report.duplicate_examples) < 5:
-                    self.report.duplicate_examples.append((word, first + i))
-            else:
-                seen.add(word)
-                keep.append(i)
-        if len(keep) == len(words):
-            return words, rows
-        return [words[i] for i in keep], rows[keep]
+
+def _worker_count(size: int) -> int:
+    """Parser processes for a source of ``size`` bytes: none (parse in-process) below 32 MB or on one core.
+    ``GLOVE_WORKERS`` overrides (0 = in-process)."""
+    if os.environ.get("GLOVE_WORKERS"):
+        return max(0, int(os.environ["GLOVE_WORKERS"]))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cpus, 4) if cpus > 1 and size >= 32 << 20 else 0
+
+
+def _parsed_chunks(
+    chunks: Iterator[tuple[bytes, int, bool]], parser: _ChunkParser, workers: int
+) -> Iterator[tuple[list[str], np.ndarray, int]]:
+    """(words, rows, first line number) per chunk, in file order; parsed by ``workers`` processes if > 0.
+
+    loadtxt holds the GIL, so only processes use a second core. They are spawned (not forked: the reader
+    thread is running) and at most ``2 * workers`` chunks are in flight.
+    """
+    if workers == 0:
+        for chunk, first, skip in chunks:
+            yield (*parser(chunk, first, skip), first + skip)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque[tuple[Future[tuple[list[str], np.ndarray]], int]] = deque()
+        try:
+            for chunk, first, skip in chunks:
+                pending.append((pool.submit(parser, chunk, first, skip), first + skip))
+                if len(pending) >= 2 * workers:
+                    future, line = pending.popleft()
+                    yield (*future.result(), line)
+            while pending:
+                future, line = pending.popleft()
+                yield (*future.result(), line)
+        finally:
+            for future, _ in pending:
+                future.cancel()
+
+
+def _drop_duplicates(
+    words: list[str], rows: np.ndarray, first: int, seen: set[str], report: ParseReport
+) -> tuple[list[str], np.ndarray]:
+    """Keep each word's first occurrence in the file; count the others (a few examples with line numbers)."""
+    keep = []
+    for i, word in enumerate(words):
+        if word not in seen:
+            seen.add(word)
+            keep.append(i)
+        else:
+            report.duplicates += 1
+            if len(report.duplicate_examples) < 5:
+                report.duplicate_examples.append((word, first + i))
+    if len(keep) == len(words):
+        return words, rows
+    return [words[i] for i in keep], rows[keep]
 
 
 def convert_text(
-    src: TextSource, dest: Path, *, manifest: dict[str, Any] | None = None, progress: ProgressFn | None = None
+    src: TextSource,
+    dest: Path,
+    *,
+    manifest: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    workers: int | None = None,
 ) -> ParseReport:
-    """Parse a GloVe text source and write the converted folder ``dest`` atomically."""
+    """Parse a GloVe text source and write the converted folder ``dest`` atomically.
+
+    ``workers``: parser processes (default: ``_worker_count`` of the source size).
+    """
+    report = ParseReport()
     with _open_binary(src) as (stream, total, done):
         chunks = _line_chunks(stream, src.path, (lambda: progress(done(), total)) if progress else (lambda: None))
-        first = next(chunks, b"")
-        parser = _Parser(src, first)
-        with TableWriter(dest, parser.dim) as writer:
-            for chunk in _chain(first, chunks):
-                writer.add(*parser.parse(chunk))
-            report = parser.report
-            report.lines = parser.lineno
+        first_chunk = next(chunks, b"")
+        dim, report.header = _sniff(src.display, first_chunk)
+
+        def numbered() -> Iterator[tuple[bytes, int, bool]]:
+            line = 1
+            for i, chunk in enumerate(_chain(first_chunk, chunks)):
+                yield chunk, line, i == 0 and report.header is not None
+                line += chunk.count(b"\n") + 1
+            report.lines = line - 1
+
+        seen: set[str] = set()
+        parser = _ChunkParser(src.display, dim)
+        with TableWriter(dest, dim) as writer:
+            for words, rows, first in _parsed_chunks(numbered(), parser, _worker_count(total) if workers is None else workers):
+                writer.add(*_drop_duplicates(words, rows, first, seen, report))
             if report.header and report.header[0] != report.lines - 1:
                 raise GloVeFormatError(
                     src.display, f"the header promises {report.header[0]} vectors, the file holds {report.lines - 1}"
@@ -318,81 +373,3 @@ def convert_text(
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield first
     yield from rest
-
-
-# ----------------------------------------------------------------------------------------------- fingerprint and cache
-
-
-def fingerprint(paths: list[Path], extra: str = "") -> str:
-    """A content fingerprint that costs ~1 MB of reading however large the files are.
-
-    It hashes each file's size and 16 evenly spaced 64 KiB samples (first and last included), plus ``extra``
-    (e.g. the zip member). Copies of a file share a fingerprint; an edit that changes the size or a sampled
-    region changes it.
-    """
-    h = hashlib.sha256(f"glove-fingerprint-1\0{extra}\0".encode())
-    block, samples = 1 << 16, 16
-    for path in paths:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            h.update(size.to_bytes(8, "little"))
-            for k in range(samples):
-                f.seek(max(0, (size - block) * k // (samples - 1)))
-                h.update(f.read(block))
-    return h.hexdigest()
-
-
-def default_cache_root() -> Path:
-    """``$MINIBERT_CACHE/glove``, else ``$XDG_CACHE_HOME/minibert/glove``, else ``~/.cache/minibert/glove``."""
-    if os.environ.get("MINIBERT_CACHE"):
-        return Path(os.environ["MINIBERT_CACHE"]).expanduser() / "glove"
-    base = os.environ.get("XDG_CACHE_HOME") or (
-        os.environ.get("LOCALAPPDATA") if os.name == "nt" else None
-    ) or Path.home() / ".cache"
-    return Path(base).expanduser() / "minibert" / "glove"
-
-
-def cache_is_valid(folder: Path, fp: str) -> bool:
-    """True when ``folder`` is a finished conversion of the source with fingerprint ``fp``."""
-    if not is_converted_folder(folder):
-        return False
-    try:
-        return read_manifest(folder).get("source", {}).get("fingerprint") == fp
-    except GloVeFormatError:
-        return False
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock on ``path`` (created if needed), so two converters take turns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        if os.name == "nt":  # pragma: no cover - exercised on Windows only
-            import msvcrt
-
-            f.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:  # LK_LOCK gives up after 10 s; keep waiting like flock does
-                    continue
-            try:
-                yield
-            finally:
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def cached_folder(root: Path, name: str, fp: str) -> Path:
-    """``<root>/<name>-<fp[:16]>``, with ``name`` made safe as a folder name."""
-    safe = re.sub(r"[^\w.-]+", "_", name).strip("._")[:80] or "table"
-    return root / f"{safe}-{fp[:16]}"
