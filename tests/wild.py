@@ -34,18 +34,29 @@ def encode(x: np.ndarray, dtype: str) -> Stored:
     return (dtype, bf16_bits(x) if dtype == "BF16" else x.astype(STORAGE[dtype]))
 
 
-def safetensors_bytes(tensors: Dict[str, Stored], metadata: Dict[str, str] | None = None) -> bytes:
-    """A safetensors file written by hand (NumPy has no bfloat16, so safetensors.numpy cannot write BF16)."""
+def safetensors_header(tensors: Dict[str, Stored], metadata: Dict[str, str] | None = None) -> bytes:
+    """The 8-byte length and JSON header of a safetensors file holding `tensors` in order (written by hand:
+    NumPy has no bfloat16, so safetensors.numpy cannot write BF16)."""
     header: dict = {"__metadata__": metadata} if metadata else {}
-    payload = bytearray()
+    offset = 0
     for name, (dtype, array) in tensors.items():
-        data = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape),
-                        "data_offsets": [len(payload), len(payload) + len(data)]}
-        payload += data
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)  # the format pads the header so that the data is 8-byte aligned
-    return len(raw).to_bytes(8, "little") + raw + bytes(payload)
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def safetensors_bytes(tensors: Dict[str, Stored], metadata: Dict[str, str] | None = None) -> bytes:
+    return safetensors_header(tensors, metadata) + b"".join(np.ascontiguousarray(a).tobytes() for _, a in tensors.values())
+
+
+def write_safetensors(path: Path, tensors: Dict[str, Stored]) -> None:
+    """Stream a (possibly large) safetensors file to disk, one tensor at a time."""
+    with open(path, "wb") as f:
+        f.write(safetensors_header(tensors))
+        for _, array in tensors.values():
+            np.ascontiguousarray(array).tofile(f)
 
 
 def base_tensors() -> Dict[str, np.ndarray]:
