@@ -1,0 +1,370 @@
+"""Watch attention build context: for one word of a sentence, what each layer did to its vector.
+
+    python compare.py explain "The cat chased the mouse." --word cat
+    python compare.py explain "The cat sat on the mat." "The cat chased the mouse." --word cat --json
+    minibert explain "We sat on the river bank." --word bank --plot bank.png
+
+Every number comes from the model's own forward pass (`output_hidden_states`, `output_attentions` and the
+per-layer `trace` of the residual stream); nothing here re-implements a part of the model.
+
+What is measured, per layer l = 1..L, for the word's vector w (the mean of its word pieces' rows, as
+`minibert.word_vectors` takes it). Each encoder layer is post-LN, so the residual stream takes two steps:
+
+    x_{l-1}                                   the word's vector entering the layer (layer 0: the input embedding)
+    x_att = LN1(x_{l-1} + Attention(x_{l-1}))  after the attention sub-layer   (trace "after_attention")
+    x_l   = LN2(x_att + FeedForward(x_att))    after the feed-forward sub-layer (trace "after_feed_forward")
+
+    attention        the word's row of the attention probabilities (each row sums to 1), averaged over heads;
+                     the top heads are those that put the most weight on one context token (a token that is
+                     neither a special token nor a piece of the word: heads that park their weight on [CLS],
+                     [SEP] or the word itself read little from the sentence)
+    cosine_to_previous  cos(x_{l-1}, x_l)          norm  |x_l|          moved  |x_l - x_{l-1}|
+    attention_step   |x_att - x_{l-1}|: how far the attention sub-layer (with its layer norm) moved the vector
+    feed_forward_step  |x_l - x_att|: how far the feed-forward sub-layer (with its layer norm) moved it
+    attention_share  attention_step / (attention_step + feed_forward_step): attention's part of the path the
+                     vector travelled in the layer (the two steps add up to at least `moved`, never less)
+    attention_output_norm, feed_forward_output_norm  |Attention(x_{l-1})|, |FeedForward(x_att)|: what each
+                     sub-layer wrote before it was added to the stream and normalised
+
+A step includes its layer norm because in a post-LN model there is no residual stream without it. With several
+sentences, `across` gives the cosine and distance between the word's vector in the first sentence and in each
+other one, layer by layer: at layer 0 only the token and its position count, so the same word at the same
+position has distance 0, and everything after that is context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import InputError, MinibertError
+from .hub import DEFAULT_MODEL
+from .model import BertModel
+from .tokenizer import Batch, Tokenizer
+
+Array = np.ndarray
+
+DEFINITIONS = {
+    "vector": "the mean of the word's word-piece rows of the residual stream",
+    "attention": "the word's row of the attention probabilities (mean over its pieces), averaged over heads",
+    "top_heads": "heads ranked by the largest weight they put on one context token "
+                 "(not a special token, not a piece of the word)",
+    "cosine_to_previous": "cos(x_{l-1}, x_l)",
+    "norm": "|x_l|",
+    "moved": "|x_l - x_{l-1}|",
+    "attention_step": "|x_att - x_{l-1}|, x_att = LN1(x_{l-1} + Attention(x_{l-1}))",
+    "feed_forward_step": "|x_l - x_att|, x_l = LN2(x_att + FeedForward(x_att))",
+    "attention_share": "attention_step / (attention_step + feed_forward_step)",
+    "attention_output_norm": "|Attention(x_{l-1})| before the residual add and layer norm",
+    "feed_forward_output_norm": "|FeedForward(x_att)| before the residual add and layer norm",
+    "across": "cosine and distance between the word's vector in sentence 1 and in sentence k, per layer",
+}
+
+
+@dataclass(frozen=True)
+class WordLocation:
+    """Where the word sits: its characters and its word pieces."""
+
+    sentence: str
+    span: Tuple[int, int]  # characters [start, end) of the sentence
+    tokens: Tuple[int, ...]  # positions of its pieces in the tokenized sentence ([CLS] is position 0)
+    pieces: Tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return self.sentence[self.span[0]:self.span[1]]
+
+
+def locate_word(batch: Batch, sentence: str, word: str, occurrence: int = 0) -> WordLocation:
+    """The `occurrence`-th (0-based) whole-word, case-insensitive occurrence of `word`, found through the tokenizer's
+    word ids and offsets (a stand-in until the shared locator of `minibert.word_vectors` is available)."""
+    groups: dict = {}
+    for t, w in enumerate(batch.word_ids(0)):
+        if w is not None:
+            groups.setdefault(w, []).append(t)
+    offsets = batch.offsets(0)
+    spans = [(offsets[g[0]][0], offsets[g[-1]][1], tuple(g)) for g in groups.values()]
+    found = [x for x in spans if sentence[x[0]:x[1]].lower() == word.strip().lower()]
+    if not found:
+        raise InputError(f"word {word!r} not found (as a whole word, ignoring case) in sentence {sentence!r}")
+    if occurrence >= len(found):
+        raise InputError(f"word {word!r}: asked for occurrence {occurrence} (0-based) but sentence {sentence!r} "
+                         f"has only {len(found)}")
+    start, end, tokens = found[occurrence]
+    return WordLocation(sentence, (start, end), tokens, tuple(batch.tokens(0)[t] for t in tokens))
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """What one encoder layer did to the word.  T tokens, N heads."""
+
+    layer: int  # 1..L
+    attention: Array  # (T,) the word's attention row, mean over heads; sums to 1
+    heads: Array  # (N, T) the same row for each head
+    top_heads: Tuple[int, ...]  # head indices, most focused on a context token first
+    cosine_to_previous: float
+    norm: float
+    moved: float
+    attention_step: float
+    feed_forward_step: float
+    attention_output_norm: float
+    feed_forward_output_norm: float
+
+    @property
+    def attention_share(self) -> float:
+        total = self.attention_step + self.feed_forward_step
+        return self.attention_step / total if total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One word in one sentence, through every layer."""
+
+    word: WordLocation
+    tokens: Tuple[str, ...]  # the sentence's word pieces, [CLS] and [SEP] included
+    context: Tuple[bool, ...]  # per token: neither a special token nor a piece of the word
+    vectors: Array  # (L + 1, H) the word's vector after the embeddings (0) and after each layer
+    after_attention: Array  # (L, H) the word's vector after each layer's attention sub-layer (x_att)
+    attentions: Tuple[Array, ...]  # L x (T, T) every token's attention row, mean over heads (for plots)
+    layers: Tuple[LayerView, ...]
+
+    @property
+    def sentence(self) -> str:
+        return self.word.sentence
+
+
+def cosine(a: Array, b: Array) -> float:
+    """Cosine similarity of two vectors (0 when either is zero).  a, b: (H,)"""
+    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / denominator if denominator > 0 else 0.0
+
+
+def word_row(x: Array, tokens: Sequence[int]) -> Array:
+    """The mean of the word's rows.  x: (T, ...) -> (...)"""
+    return x[list(tokens)].mean(axis=0)
+
+
+def top_heads(heads: Array, context: Sequence[bool], k: int) -> Tuple[int, ...]:
+    """The k heads whose largest weight on a single context token is highest.  heads: (N, T)"""
+    mask = np.asarray(context, dtype=bool)
+    focus = heads[:, mask].max(axis=1) if mask.any() else np.zeros(len(heads))  # (N,)
+    return tuple(int(h) for h in np.argsort(-focus, kind="stable")[:k])
+
+
+def explain(model: BertModel, tokenizer: Tokenizer, sentence: str, word: str, *, occurrence: int = 0,
+            heads: int = 3) -> Explanation:
+    """Run `sentence` through the model and follow the `occurrence`-th (0-based) `word` through every layer.
+    `heads`: how many top heads to rank per layer."""
+    batch = tokenizer(sentence)
+    where = locate_word(batch, sentence, word, occurrence)
+    trace: List[dict] = []
+    out = model(**batch, output_hidden_states=True, output_attentions=True, trace=trace)
+    hidden = [h[0] for h in out.hidden_states]  # L + 1 x (T, H)
+    vectors = np.stack([word_row(h, where.tokens) for h in hidden])  # (L + 1, H)
+    special = [s is None for s in batch.sequence_ids(0)]
+    context = tuple(not special[t] and t not in where.tokens for t in range(len(special)))
+    mids = np.stack([word_row(step["after_attention"][0], where.tokens) for step in trace])  # (L, H)
+    layers = []
+    for i, (probs, step) in enumerate(zip(out.attentions, trace)):
+        rows = probs[0][:, list(where.tokens)].mean(axis=1)  # (N, T): the word's row in each head
+        before, after = vectors[i], vectors[i + 1]
+        mid = mids[i]
+        layers.append(LayerView(
+            layer=i + 1, attention=rows.mean(axis=0), heads=rows, top_heads=top_heads(rows, context, heads),
+            cosine_to_previous=cosine(before, after), norm=float(np.linalg.norm(after)),
+            moved=float(np.linalg.norm(after - before)),
+            attention_step=float(np.linalg.norm(mid - before)), feed_forward_step=float(np.linalg.norm(after - mid)),
+            attention_output_norm=float(np.linalg.norm(word_row(step["attention_output"][0], where.tokens))),
+            feed_forward_output_norm=float(np.linalg.norm(word_row(step["feed_forward_output"][0], where.tokens))),
+        ))
+    return Explanation(where, tuple(batch.tokens(0)), context, vectors, mids,
+                       tuple(p[0].mean(axis=0) for p in out.attentions), tuple(layers))
+
+
+def across(explanations: Sequence[Explanation]) -> List[dict]:
+    """For each sentence after the first: per layer 0..L, cosine and distance to the first sentence's vector."""
+    first = explanations[0].vectors
+    return [{"sentence": k + 1,
+             "cosine": [cosine(a, b) for a, b in zip(first, e.vectors)],
+             "distance": [float(np.linalg.norm(a - b)) for a, b in zip(first, e.vectors)]}
+            for k, e in enumerate(explanations) if k > 0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output: JSON, text, plot
+# ----------------------------------------------------------------------------------------------------------------
+
+def to_json(model: BertModel, explanations: Sequence[Explanation]) -> dict:
+    """Everything `explain` measured, as plain JSON types (full float precision)."""
+    c = model.config
+    sentences = []
+    for e in explanations:
+        layers = [{"layer": 0, "norm": float(np.linalg.norm(e.vectors[0]))}]
+        for v in e.layers:
+            layers.append({
+                "layer": v.layer, "cosine_to_previous": v.cosine_to_previous, "norm": v.norm, "moved": v.moved,
+                "attention_step": v.attention_step, "feed_forward_step": v.feed_forward_step,
+                "attention_share": v.attention_share, "attention_output_norm": v.attention_output_norm,
+                "feed_forward_output_norm": v.feed_forward_output_norm,
+                "attention": v.attention.tolist(), "heads": v.heads.tolist(), "top_heads": list(v.top_heads)})
+        sentences.append({
+            "sentence": e.sentence, "tokens": list(e.tokens),
+            "word": {"text": e.word.text, "span": list(e.word.span), "tokens": list(e.word.tokens),
+                     "pieces": list(e.word.pieces)},
+            "layers": layers})
+    return {"model": model.name_or_path, "num_layers": c.num_hidden_layers, "num_heads": c.num_attention_heads,
+            "hidden_size": c.hidden_size, "definitions": DEFINITIONS, "sentences": sentences,
+            "across": across(explanations)}
+
+
+def token_labels(tokens: Sequence[str]) -> List[str]:
+    """Tokens as shown: a token that occurs more than once gets its position ("the@4")."""
+    return [f"{t}@{i}" if tokens.count(t) > 1 else t for i, t in enumerate(tokens)]
+
+
+def _weights(row: Array, labels: Sequence[str], top: int) -> str:
+    order = np.argsort(-row, kind="stable")[:top]
+    return "  ".join(f"{labels[t]} {row[t]:.3f}" for t in order)
+
+
+def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 5) -> str:
+    """The readable text report; every number in it is in `to_json`'s output, rounded."""
+    c = model.config
+    lines = [f"model: {model.name_or_path} ({c.num_hidden_layers} layers x {c.num_attention_heads} heads, "
+             f"hidden size {c.hidden_size})"]
+    for n, e in enumerate(explanations, 1):
+        labels = token_labels(e.tokens)
+        shown = " ".join(f"[{t}]" if i in e.word.tokens else t for i, t in enumerate(labels))
+        lines += ["", f"sentence {n}: {e.sentence!r}, word {e.word.text!r} = token(s) "
+                      f"{', '.join(map(str, e.word.tokens))} {' '.join(e.word.pieces)}",
+                  f"  tokens: {shown}",
+                  f"  layer 0  norm {np.linalg.norm(e.vectors[0]):.3f}  (input embedding: token + position + "
+                  f"segment, layer-normed; no context yet)"]
+        for v in e.layers:
+            lines += [f"  layer {v.layer}  cos to prev {v.cosine_to_previous:.4f}  norm {v.norm:.3f}  "
+                      f"moved {v.moved:.3f} | attention {v.attention_step:.3f} ({v.attention_share:.0%}), "
+                      f"FFN {v.feed_forward_step:.3f} ({1 - v.attention_share:.0%})",
+                      f"    all heads  {_weights(v.attention, labels, top)}"]
+            lines += [f"    head {h:<5} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
+    if len(explanations) > 1:
+        rows = across(explanations)
+        lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in sentence k vs in sentence 1 "
+                      f"(layer 0 = input embedding)",
+                  "  layer" + "".join(f"  {'cos s' + str(r['sentence']):>8} {'dist s' + str(r['sentence']):>8}" for r in rows)]
+        for i in range(c.num_hidden_layers + 1):
+            lines.append(f"  {i:>5}" + "".join(f"  {r['cosine'][i]:>8.4f} {r['distance'][i]:>8.4f}" for r in rows))
+    lines += ["", "attention, FFN: how far each sub-layer (and its layer norm) moved the word's vector; % = share of both",
+              "heads: ranked by their largest weight on one token that is neither special nor the word itself"]
+    return "\n".join(lines)
+
+
+def require_matplotlib() -> None:
+    """Fail early, before any model work, when --plot cannot be honoured."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MinibertError("--plot needs matplotlib, which is not installed: pip install matplotlib "
+                            "(or install minibert with its [plot] extra)") from None
+
+
+def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
+    """One attention heatmap (mean over heads) per layer and sentence, the word's rows outlined.
+
+    Written to a temporary file next to `path`, then renamed, so a failed run leaves no half-written image.
+    """
+    require_matplotlib()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise MinibertError(f"--plot {path}: folder {path.parent} does not exist")
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    L = len(explanations[0].layers)
+    fig, axes = plt.subplots(len(explanations), L, squeeze=False,
+                             figsize=(2.6 * L, 2.8 * len(explanations) + 0.6), constrained_layout=True)
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        plt.close(fig)
+        raise MinibertError(f"--plot {path}: cannot write .{fmt} files; expected one of "
+                            f"{', '.join('.' + f for f in sorted(supported))}")
+    for row, e in zip(axes, explanations):
+        labels = token_labels(e.tokens)
+        for ax, probs, v in zip(row, e.attentions, e.layers):
+            image = ax.imshow(probs, vmin=0, vmax=1, cmap="Blues")
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            for t in e.word.tokens:
+                ax.add_patch(Rectangle((-0.5, t - 0.5), len(labels), 1, fill=False, edgecolor="crimson", lw=1.6))
+            ax.set_title(f"layer {v.layer}: {e.word.text!r} moved {v.moved:.2f}", fontsize=8)
+        row[0].set_ylabel(f"{e.sentence[:40]}\nquery (reads from →)", fontsize=7)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="attention, mean over heads")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+def parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="For a word in one or more sentences, show layer by layer which tokens it attends "
+                               "to, how far its vector moved, and how much of that was attention vs feed-forward.")
+    p.add_argument("sentences", nargs="+", metavar="SENTENCE", help="one or more sentences that contain the word")
+    p.add_argument("--word", required=True, help="the word to follow (whole word, case-insensitive)")
+    p.add_argument("--occurrence", type=int, default=0,
+                   help="which occurrence of the word in each sentence, 0-based (default 0, the first)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub repo id (default {DEFAULT_MODEL})")
+    p.add_argument("--heads", type=int, default=3, help="top heads shown per layer (default 3)")
+    p.add_argument("--top", type=int, default=5, help="tokens shown per attention row (default 5)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the text report")
+    p.add_argument("--plot", metavar="FILE.png", help="write attention heatmaps (needs matplotlib)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """`explain` on the command line; returns the exit status (2 on bad input, with a one-line message)."""
+    p = parser(prog)
+    args = p.parse_args(argv)
+    if args.occurrence < 0:
+        p.error(f"--occurrence: expected 0 or more, got {args.occurrence}")
+    if args.heads < 0 or args.top < 1:
+        p.error("--heads: expected 0 or more; --top: expected 1 or more")
+    try:
+        if args.plot:
+            require_matplotlib()
+        model, tokenizer = BertModel.from_pretrained(args.model), Tokenizer.from_pretrained(args.model)
+        explanations = [explain(model, tokenizer, s, args.word, occurrence=args.occurrence, heads=args.heads)
+                        for s in args.sentences]
+        written = plot(explanations, args.plot) if args.plot else None
+    except MinibertError as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(to_json(model, explanations), indent=1) if args.json else report(model, explanations, top=args.top))
+    if written:
+        print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

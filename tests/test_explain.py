@@ -1,0 +1,128 @@
+"""`explain`: a word's path through the layers, run as a user runs it, checked against the model's own outputs."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minibert.explain import cosine, explain, main
+
+from conftest import REPO
+
+CLASSIC = ["The cat sat on the mat.", "The cat chased the mouse."]
+
+
+def run_explain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minibert.explain", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def classic_runs():
+    """The text report and the JSON of the same run, from a subprocess each."""
+    text, js = run_explain(*CLASSIC, "--word", "cat"), run_explain(*CLASSIC, "--word", "cat", "--json")
+    assert text.returncode == 0, text.stderr
+    assert js.returncode == 0, js.stderr
+    return text.stdout, json.loads(js.stdout)
+
+
+def test_attention_rows_sum_to_one(classic_runs):
+    _, data = classic_runs
+    for s in data["sentences"]:
+        T = len(s["tokens"])
+        for layer in s["layers"][1:]:
+            rows = np.array([layer["attention"]] + layer["heads"])  # (1 + N, T)
+            assert rows.shape == (1 + data["num_heads"], T)
+            assert (rows >= 0).all()
+            np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-5)
+
+
+def test_cat_starts_identical_then_moves_apart(classic_runs):
+    _, data = classic_runs
+    (row,) = data["across"]
+    distance, cos = row["distance"], row["cosine"]
+    assert len(distance) == data["num_layers"] + 1
+    assert distance[0] <= 1e-6 and cos[0] == pytest.approx(1, abs=1e-6)  # same token, same position: no context yet
+    assert all(d > 0.5 for d in distance[1:])  # every layer after the embeddings carries context
+    assert distance[-1] == max(distance) and distance[-1] > 2 * distance[1]
+    assert cos[-1] < 0.9
+
+
+def test_json_agrees_with_text(classic_runs):
+    text, data = classic_runs
+    layer_line = re.compile(r"^  layer (\d+)  cos to prev (\S+)  norm (\S+)  moved (\S+) \| attention (\S+) "
+                            r"\((\d+)%\), FFN (\S+) \((\d+)%\)$")
+    blocks = text.split("\nsentence ")[1:]
+    assert len(blocks) == len(data["sentences"]) == 2
+    for block, s in zip(blocks, data["sentences"]):
+        assert block.startswith(f"{data['sentences'].index(s) + 1}: {s['sentence']!r}")
+        found = [m.groups() for m in map(layer_line.match, block.splitlines()) if m]
+        assert len(found) == data["num_layers"]
+        for (layer, cos, norm, moved, att, att_pct, ffn, ffn_pct), j in zip(found, s["layers"][1:]):
+            assert int(layer) == j["layer"]
+            assert cos == f"{j['cosine_to_previous']:.4f}" and norm == f"{j['norm']:.3f}"
+            assert moved == f"{j['moved']:.3f}" and att == f"{j['attention_step']:.3f}"
+            assert ffn == f"{j['feed_forward_step']:.3f}" and int(att_pct) == round(100 * j["attention_share"])
+            assert int(att_pct) + int(ffn_pct) in (99, 100, 101)
+        all_heads = [ln for ln in block.splitlines() if ln.startswith("    all heads")]
+        first = s["layers"][1]["attention"]
+        best = int(np.argmax(first))
+        assert all_heads[0].split()[2:4] == [s["tokens"][best], f"{first[best]:.3f}"]
+    table = text.split("across sentences")[1].splitlines()[2:]
+    for i, line in enumerate(table[:data["num_layers"] + 1]):
+        layer, cos, dist = line.split()
+        assert int(layer) == i
+        assert cos == f"{data['across'][0]['cosine'][i]:.4f}" and dist == f"{data['across'][0]['distance'][i]:.4f}"
+
+
+def test_measurements_come_from_the_forward_pass(minilm, minilm_tokenizer):
+    e = explain(minilm, minilm_tokenizer, "The unaffable cat chased the mouse.", "unaffable")
+    assert len(e.word.tokens) > 1  # several pieces, averaged
+    trace = []
+    out = minilm(**minilm_tokenizer(e.sentence), output_hidden_states=True, trace=trace)
+    pieces = list(e.word.tokens)
+    for i, v in enumerate(e.layers):
+        before = out.hidden_states[i][0, pieces].mean(axis=0)
+        after = out.hidden_states[i + 1][0, pieces].mean(axis=0)
+        mid = trace[i]["after_attention"][0, pieces].mean(axis=0)
+        assert v.cosine_to_previous == pytest.approx(cosine(before, after), abs=1e-6)
+        assert v.attention_step == pytest.approx(np.linalg.norm(mid - before), rel=1e-5)
+        assert v.feed_forward_step == pytest.approx(np.linalg.norm(after - mid), rel=1e-5)
+        assert v.attention_step + v.feed_forward_step >= v.moved * (1 - 1e-6)  # triangle inequality
+        assert 0 < v.attention_share < 1
+        np.testing.assert_allclose(v.attention.sum(), 1, atol=1e-5)
+        assert not any(e.context[t] for t in pieces) and e.context[0] is False  # word and [CLS] are not context
+        assert v.heads[v.top_heads[0]][list(np.flatnonzero(e.context))].max() >= \
+            v.heads[v.top_heads[-1]][list(np.flatnonzero(e.context))].max()
+
+
+def test_word_not_in_sentence_is_a_clear_error():
+    r = run_explain("The dog barked.", "--word", "cat")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().endswith("error: word 'cat' not found (as a whole word, ignoring case) "
+                                     "in sentence 'The dog barked.'")
+
+
+def test_plot_without_matplotlib_says_so(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert main(["The cat sat.", "--word", "cat", "--plot", "x.png"], prog="explain") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("explain: error: --plot needs matplotlib, which is not installed: pip install matplotlib")
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "cat.png"
+    assert main([*CLASSIC, "--word", "cat", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["cat.png"]  # no temporary file left behind
+    assert f"wrote {target}" in capsys.readouterr().err
+
+
+def test_tour_is_current():
+    r = subprocess.run([sys.executable, "docs/make_tour.py", "--check"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
