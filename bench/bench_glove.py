@@ -14,6 +14,8 @@ import argparse
 import gzip
 import json
 import operator
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,21 +139,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        src, cache = work / f"glove.synthetic.{args.dim}d.txt.gz", work / "cache"
-        cache.mkdir(exist_ok=True)
+        src = work / f"glove.synthetic.{args.words}x{args.dim}d.txt.gz"
         if not src.exists():
             write_synthetic(src, args.words, args.dim)
-        print(f"source: {src} ({src.stat().st_size / 2**20:.0f} MB gz), {args.words} x {args.dim}", flush=True)
-        word = "the"
-        res = {"convert": run("convert", src, cache, word), "load": run("load", src, cache, word)}
+        cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work))  # always a fresh conversion
         try:
-            import gensim  # noqa: F401  (only to learn whether it is installed)
-        except ImportError:
-            print("gensim not installed: skipping the gensim comparison")
-        else:
-            res["gensim_text"] = run("gensim_text", src, cache, word)
-            res["gensim_mmap"] = run("gensim_mmap", src, cache, word)
-        report(res)
+            print(f"source: {src} ({src.stat().st_size / 2**20:.0f} MB gz), {args.words} x {args.dim}", flush=True)
+            print(f"machine: {os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}", flush=True)
+            word = "the"
+            res = {"convert": run("convert", src, cache, word), "load": run("load", src, cache, word)}
+            try:
+                import gensim  # noqa: F401  (only to learn whether it is installed)
+            except ImportError:
+                print("gensim not installed: skipping the gensim comparison")
+            else:
+                res["gensim_text"] = run("gensim_text", src, cache, word)
+                res["gensim_mmap"] = run("gensim_mmap", src, cache, word)
+            print(f"load average after: {os.getloadavg()[0]:.2f}")
+            report(res)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 def report(res: dict) -> None:

@@ -24,6 +24,7 @@ import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -266,37 +267,63 @@ def _worker_count(size: int) -> int:
     """Parser processes for a source of ``size`` bytes: none (parse in-process) below 32 MB or on one core.
     ``GLOVE_WORKERS`` overrides (0 = in-process)."""
     if os.environ.get("GLOVE_WORKERS"):
-        return max(0, int(os.environ["GLOVE_WORKERS"]))
+        try:
+            return max(0, int(os.environ["GLOVE_WORKERS"]))
+        except ValueError:
+            raise ValueError(f"GLOVE_WORKERS={os.environ['GLOVE_WORKERS']!r}: expected a whole number") from None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(cpus, 4) if cpus > 1 and size >= 32 << 20 else 0
 
 
-def _parsed_chunks(
-    chunks: Iterator[tuple[bytes, int, bool]], parser: _ChunkParser, workers: int
-) -> Iterator[tuple[list[str], np.ndarray, int]]:
-    """(words, rows, first line number) per chunk, in file order; parsed by ``workers`` processes if > 0.
+Parsed = tuple[list[str], np.ndarray, int]
+"""(words, float32 (n, D) rows, line number of the first row) for one chunk."""
+
+
+def _parsed_chunks(chunks: Iterator[tuple[bytes, int, bool]], parser: _ChunkParser, workers: int) -> Iterator[Parsed]:
+    """Parsed chunks in file order, by ``workers`` processes if > 0.
 
     loadtxt holds the GIL, so only processes use a second core. They are spawned (not forked: the reader
-    thread is running) and at most ``2 * workers`` chunks are in flight.
+    thread is running); at most ``2 * workers`` chunks are in flight. If the pool cannot run (no process
+    support, a worker killed), the remaining chunks are parsed in-process.
     """
     if workers == 0:
         for chunk, first, skip in chunks:
             yield (*parser(chunk, first, skip), first + skip)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: deque[tuple[Future[tuple[list[str], np.ndarray]], int]] = deque()
+        pending: deque[tuple[Future[tuple[list[str], np.ndarray]] | None, bytes, int, bool]] = deque()
+        broken = False
+
+        def finish() -> Parsed:
+            nonlocal broken
+            future, chunk, first, skip = pending.popleft()
+            if future is not None and not broken:
+                try:
+                    return (*future.result(), first + skip)
+                except (BrokenProcessPool, OSError):
+                    broken = True
+            return (*parser(chunk, first, skip), first + skip)
+
+        def submit(chunk: bytes, first: int, skip: bool) -> Future[tuple[list[str], np.ndarray]] | None:
+            nonlocal broken
+            if not broken:
+                try:
+                    return pool.submit(parser, chunk, first, skip)
+                except (BrokenProcessPool, OSError, RuntimeError):
+                    broken = True
+            return None
+
         try:
             for chunk, first, skip in chunks:
-                pending.append((pool.submit(parser, chunk, first, skip), first + skip))
+                pending.append((submit(chunk, first, skip), chunk, first, skip))
                 if len(pending) >= 2 * workers:
-                    future, line = pending.popleft()
-                    yield (*future.result(), line)
+                    yield finish()
             while pending:
-                future, line = pending.popleft()
-                yield (*future.result(), line)
+                yield finish()
         finally:
-            for future, _ in pending:
-                future.cancel()
+            for future, *_ in pending:
+                if future is not None:
+                    future.cancel()
 
 
 def _drop_duplicates(
@@ -330,8 +357,9 @@ def convert_text(
     ``workers``: parser processes (default: ``_worker_count`` of the source size).
     """
     report = ParseReport()
-    with _open_binary(src) as (stream, total, done):
-        chunks = _line_chunks(stream, src.path, (lambda: progress(done(), total)) if progress else (lambda: None))
+    with _open_binary(src) as (stream, total, done), contextlib.closing(
+        _line_chunks(stream, src.path, (lambda: progress(done(), total)) if progress else (lambda: None))
+    ) as chunks:  # closed (reader thread joined) before the stream is
         first_chunk = next(chunks, b"")
         dim, report.header = _sniff(src.display, first_chunk)
 

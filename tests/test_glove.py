@@ -184,14 +184,15 @@ def test_bad_lines_name_file_line_and_excerpt(tmp_path, cache, case):
     assert not cache.exists() or not [p for p in cache.iterdir() if not p.name.endswith(".lock")]
 
 
-def test_bad_line_deep_in_a_large_file_is_found(tmp_path, cache):
+def test_bad_line_deep_in_a_large_file_is_found(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(glove.textfile, "_CHUNK_BYTES", 1 << 14)  # many chunks: line numbers carry across them
     rng = np.random.default_rng(3)
-    words = [f"w{i}" for i in range(30_000)]
-    src = write_table(tmp_path / "big.txt.gz", words, rng.normal(size=(30_000, 5)))
+    words = [f"w{i}" for i in range(12_000)]
+    src = write_table(tmp_path / "big.txt.gz", words, rng.normal(size=(12_000, 5)))
     lines = gzip.decompress(src.read_bytes()).split(b"\n")
-    lines[25_000] = lines[25_000].replace(b" ", b" 0.5 ", 1)
+    lines[10_000] = lines[10_000].replace(b" ", b" 0.5 ", 1)
     src.write_bytes(gzip.compress(b"\n".join(lines)))
-    with pytest.raises(GloVeFormatError, match=r"line 25001: expected 5 values after the word, found 6"):
+    with pytest.raises(GloVeFormatError, match=r"line 10001: expected 5 values after the word, found 6"):
         glove.load(src, cache_dir=cache)
 
 
@@ -290,7 +291,7 @@ print(g.path, len(g), float(g.vectors.sum()))
 
 def test_two_processes_converting_at_once(tmp_path, cache):
     rng = np.random.default_rng(5)
-    src = write_table(tmp_path / "t.txt.gz", [f"w{i}" for i in range(40_000)], rng.normal(size=(40_000, 8)))
+    src = write_table(tmp_path / "t.txt.gz", [f"w{i}" for i in range(20_000)], rng.normal(size=(20_000, 8)))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen([sys.executable, "-c", CONCURRENT, str(src), str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -300,7 +301,7 @@ def test_two_processes_converting_at_once(tmp_path, cache):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert outs[0][0] == outs[1][0]
     assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [Path(outs[0][0].split()[0]).name]
-    assert len(glove.load(src, cache_dir=cache)) == 40_000
+    assert len(glove.load(src, cache_dir=cache)) == 20_000
 
 
 # ------------------------------------------------------------------------------------------ table API
@@ -465,3 +466,28 @@ def test_parser_processes_give_the_same_table_and_errors(tmp_path, monkeypatch):
     with pytest.raises(GloVeFormatError, match=r"line 2501: value 'x' is not a number") as info:
         convert_text(TextSource(src), tmp_path / "par2", workers=2)
     assert info.value.line == 2501 and not (tmp_path / "par2").exists()
+
+
+def test_a_pool_that_cannot_start_falls_back_to_in_process(tmp_path, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from glove.textfile import TextSource, convert_text
+
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("no processes here")
+
+    monkeypatch.setattr(glove.textfile, "ProcessPoolExecutor", NoProcesses)
+    monkeypatch.setattr(glove.textfile, "_CHUNK_BYTES", 1 << 12)
+    src = write_table(tmp_path / "t.txt", [f"w{i}" for i in range(500)], np.random.default_rng(8).normal(size=(500, 4)))
+    convert_text(TextSource(src), tmp_path / "out", workers=2)
+    assert np.array_equal(glove.load(tmp_path / "out").vectors, reference_parse(src)[1])
