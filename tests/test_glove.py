@@ -491,3 +491,12 @@ def test_a_pool_that_cannot_start_falls_back_to_in_process(tmp_path, monkeypatch
     src = write_table(tmp_path / "t.txt", [f"w{i}" for i in range(500)], np.random.default_rng(8).normal(size=(500, 4)))
     convert_text(TextSource(src), tmp_path / "out", workers=2)
     assert np.array_equal(glove.load(tmp_path / "out").vectors, reference_parse(src)[1])
+
+
+@pytest.mark.parametrize("n, k", [(5, 10), (1000, 3), (100_003, 10), (100_000, 1), (70_000, 300)])
+def test_top_indices_equals_a_full_stable_sort(n, k):
+    from glove.table import top_indices
+
+    rng = np.random.default_rng(n + k)
+    for scores in (rng.normal(size=n).astype(np.float32), np.round(rng.normal(size=n), 1).astype(np.float32)):
+        assert np.array_equal(top_indices(scores, k), np.argsort(-scores, kind="stable")[:k])
