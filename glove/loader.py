@@ -9,11 +9,11 @@ from typing import Any, Union
 
 from . import hub
 from .cache import cache_is_valid, cached_folder, default_cache_root, file_lock, fingerprint
-from .textfile import ProgressFn, TextSource, convert_text
 from .errors import GloVeFormatError
 from .gensim_pickle import convert_keyed_vectors
 from .store import is_converted_folder
 from .table import GloVe
+from .textfile import ProgressFn, TextSource, convert_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -46,6 +46,8 @@ def _resolve(source: PathLike, member: str | None, filename: str | None, revisio
         if filename is not None:
             raise ValueError("filename= only applies to Hugging Face Hub sources")
         kind = "gensim" if path.suffix == ".model" else "text"
+        if kind == "gensim" and member is not None:
+            raise ValueError("member= only applies to zip archives, not to a gensim .model")
         return _Source(kind, path.resolve(), member, Path(member).name if member else path.name)
     if isinstance(source, str) and hub.is_hub_name(source):
         files = hub.fetch(source, filename=filename, member=member, revision=revision)

@@ -145,11 +145,18 @@ print(json.dumps({"n": len(g), "dim": g.dim, "hub": g.manifest["source"]["hub"],
 """
 
 
-@pytest.mark.parametrize("repo_id", ["fse/glove-small", "stanfordnlp/glove"])
-def test_hub_names_load_offline_from_the_cache(tmp_path, hub_cache, repo_id):
+@pytest.mark.parametrize("repo_id, variable", [("fse/glove-small", "HF_HUB_CACHE"), ("stanfordnlp/glove", "HF_HOME")])
+def test_hub_names_load_offline_from_the_cache(tmp_path, hub_cache, repo_id, variable):
     """Through the real code path: environment variables read by a fresh huggingface_hub import."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache), "PYTHONPATH": str(REPO)}
-    env.pop("HF_HOME", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    if variable == "HF_HOME":  # the cache is then $HF_HOME/hub
+        home = tmp_path / "hf-home"
+        home.mkdir()
+        (home / "hub").symlink_to(hub_cache, target_is_directory=True)
+        env["HF_HOME"] = str(home)
+    else:
+        env["HF_HUB_CACHE"] = str(hub_cache)
     out = subprocess.run(
         [sys.executable, "-c", HUB_SCRIPT, repo_id, str(tmp_path / "cache")], capture_output=True, text=True, env=env
     )
