@@ -1,0 +1,532 @@
+"""Embedding a corpus on a Dask cluster: partitions of lines, one `.npy` shard each, nothing lost if a worker dies.
+
+    from minibert.distributed import encode_corpus, load_embeddings
+    encode_corpus(["corpus/*.txt"], "vectors/")             # a LocalCluster, one worker process per core
+    for shard in load_embeddings("vectors/"):                # in input order
+        shard.source, shard.lines, shard.vectors             # str, (n,) 1-based line numbers, (n, H) memory-mapped
+
+How a run goes:
+    plan        the client reads each input once, cutting it into partitions of `partition_size` lines
+                (byte range, first line, SHA-256 of the bytes); no text is sent through the scheduler
+    encode      each partition is a Dask task: read its bytes, parse, encode, write `shards/NNNNN.npy`, then its
+                manifest `shards/NNNNN.json` (each to a temp file, then renamed: a manifest means a complete shard)
+    index       `index.json` lists every shard in input order
+
+A task is pure: the same partition always writes the same files, so when a worker dies mid-task the scheduler
+simply runs it again elsewhere. A second call with the same arguments keeps every shard whose manifest, checksum
+and source bytes still agree and redoes the rest.
+
+Workers must see the input files and the output folder at the same paths (a shared file system on a multi-machine
+cluster) and have minibert installed. Dask is imported only inside this module's functions: `pip install
+minibert[dask]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import InputError
+from .hub import DEFAULT_MODEL
+
+FORMAT = "minibert-embeddings/1"
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+PathLike = Union[str, os.PathLike]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plan: inputs -> partitions of lines
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Partition:
+    """A run of consecutive lines of one input file: what one task encodes."""
+    index: int           # position in the whole run, in input order; names the shard
+    source: str          # absolute path of the input file
+    first_line: int      # 1-based number of the first line
+    last_line: int       # 1-based number of the last line (inclusive)
+    start: int           # byte offset of the first line
+    end: int             # byte offset just after the last line
+    source_sha256: str   # of the bytes [start, end): detects an input changed since the plan
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:05d}"
+
+
+def expand_inputs(inputs: Union[PathLike, Sequence[PathLike]]) -> List[Path]:
+    """Paths and glob patterns -> existing files, in the order given (a pattern's matches sorted by name)."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise InputError("inputs: no input files given")
+    files: List[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            if not matches:
+                raise InputError(f"{text}: no file matches this pattern")
+            files.extend(Path(m) for m in matches if Path(m).is_file())
+        elif not Path(text).expanduser().is_file():
+            what = "is a folder; expected a text or JSON-lines file" if Path(text).is_dir() else "no such file"
+            raise InputError(f"{text}: {what}")
+        else:
+            files.append(Path(text).expanduser())
+    return [f.resolve() for f in files]
+
+
+def plan_partitions(files: Sequence[Path], partition_size: int, *, errors: str = "raise"
+                    ) -> Tuple[List[Partition], List[Tuple[str, int, str]]]:
+    """Cut each file into partitions of at most `partition_size` lines (one pass over the bytes).
+
+    Returns the partitions in input order and the files skipped as empty, as (source, 0, reason) entries; with
+    errors="raise" an empty file is an error instead.
+    """
+    if not isinstance(partition_size, int) or partition_size < 1:
+        raise InputError(f"partition_size: expected a positive integer, got {partition_size!r}")
+    parts: List[Partition] = []
+    skipped: List[Tuple[str, int, str]] = []
+    for path in files:
+        found = _partitions_of(path, partition_size, first_index=len(parts))
+        if not found:
+            if errors == "raise":
+                raise InputError(f"{path}: empty file (no lines); expected one text per line")
+            skipped.append((str(path), 0, "empty file"))
+        parts.extend(found)
+    return parts, skipped
+
+
+def _partitions_of(path: Path, size: int, first_index: int) -> List[Partition]:
+    parts: List[Partition] = []
+    with open(path, "rb") as f:
+        start = offset = 0
+        first = line = 0
+        digest = hashlib.sha256()
+        for raw in f:
+            line += 1
+            offset += len(raw)
+            digest.update(raw)
+            if line - first == size:
+                parts.append(Partition(first_index + len(parts), str(path), first + 1, line, start, offset,
+                                       digest.hexdigest()))
+                start, first, digest = offset, line, hashlib.sha256()
+        if line > first:
+            parts.append(Partition(first_index + len(parts), str(path), first + 1, line, start, offset,
+                                   digest.hexdigest()))
+    return parts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One partition: parse its lines (runs on a worker)
+# ----------------------------------------------------------------------------------------------------------------
+
+def read_partition(part: Partition, *, text_field: str = "text") -> Tuple[List[str], List[Tuple[int, str]]]:
+    """The texts of a partition and its bad lines as (line number, reason), in line order.
+
+    A line is bad when it is not UTF-8, is blank (plain text) or, in a JSON-lines file (.jsonl/.ndjson/.json),
+    is not a JSON object with a string `text_field`.
+    """
+    with open(part.source, "rb") as f:
+        f.seek(part.start)
+        data = f.read(part.end - part.start)
+    if hashlib.sha256(data).hexdigest() != part.source_sha256:
+        raise InputError(f"{part.source}: lines {part.first_line}-{part.last_line} changed while being encoded; "
+                         "run again on the finished file")
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    as_json = Path(part.source).suffix.lower() in JSON_SUFFIXES
+    texts: List[str] = []
+    bad: List[Tuple[int, str]] = []
+    for number, raw in enumerate(lines, start=part.first_line):
+        text, reason = _parse_line(raw, as_json, text_field, first=number == 1)
+        if reason is None:
+            texts.append(text)
+        else:
+            bad.append((number, reason))
+    return texts, bad
+
+
+def _parse_line(raw: bytes, as_json: bool, text_field: str, first: bool) -> Tuple[str, Optional[str]]:
+    """(text, None) or ("", why the line is unusable)."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as e:
+        return "", f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+    if first:
+        line = line.lstrip("\ufeff")  # a byte-order mark is not part of the text
+    if not as_json:
+        return (line, None) if line.strip() else ("", "blank line; expected one text per line")
+    if not line.strip():
+        return "", f"blank line; expected a JSON object with a {text_field!r} field"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return "", f"not JSON ({e.msg} at column {e.colno})"
+    if not isinstance(record, dict) or text_field not in record:
+        return "", f"no {text_field!r} field; expected a JSON object such as {{\"{text_field}\": \"...\"}}"
+    if not isinstance(record[text_field], str):
+        return "", f"{text_field!r} is {type(record[text_field]).__name__}; expected a string"
+    return record[text_field], None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shards and manifests on disk
+# ----------------------------------------------------------------------------------------------------------------
+
+def _write_atomic(path: Path, write) -> None:
+    """Call write(file) on a temp file next to `path`, then rename it over `path`: readers see all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _expected_manifest(part: Partition, model_id: Dict[str, Any]) -> Dict[str, Any]:
+    """The manifest fields fixed by the plan: a stored manifest must agree with them to be reused."""
+    return {"format": FORMAT, "shard": f"{part.name}.npy", "source": part.source, "first_line": part.first_line,
+            "last_line": part.last_line, "source_sha256": part.source_sha256, "model": model_id}
+
+
+def shard_is_valid(shards: Path, part: Partition, model_id: Dict[str, Any], errors: str) -> bool:
+    """True when the shard and manifest of `part` are complete, match the plan and the checksum, and
+    (with errors="raise") skipped no line."""
+    try:
+        manifest = json.loads((shards / f"{part.name}.json").read_text(encoding="utf-8"))
+        if any(manifest.get(k) != v for k, v in _expected_manifest(part, model_id).items()):
+            return False
+        if errors == "raise" and manifest["skipped"]:
+            return False
+        lines = part.last_line - part.first_line + 1
+        if manifest["count"] != lines - len(manifest["skipped"]):
+            return False
+        path = shards / manifest["shard"]
+        array = np.load(path, mmap_mode="r")
+        if array.shape != (manifest["count"], manifest["dim"]) or array.dtype != np.float32:
+            return False
+        return _sha256_file(path) == manifest["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):  # missing, truncated, not JSON, not an .npy: redo it
+        return False
+
+
+@lru_cache(maxsize=4)
+def _worker_encoder(blob: bytes):
+    """The encoder a task ships (pickled: a few KB naming its files), loaded once per worker process."""
+    return pickle.loads(blob)
+
+
+def encode_partition(part: Partition, encoder_blob: bytes, shards: str, model_id: Dict[str, Any], *,
+                     batch_size: int = 32, normalize_embeddings: bool = False, errors: str = "raise",
+                     text_field: str = "text") -> Dict[str, Any]:
+    """Encode one partition and write its shard and manifest; returns the manifest. Pure: rerunning it writes
+    the same files (the task a dead worker leaves behind is simply run again)."""
+    texts, bad = read_partition(part, text_field=text_field)
+    if bad and errors == "raise":
+        number, reason = bad[0]
+        more = f" (and {len(bad) - 1} more bad lines in lines {part.first_line}-{part.last_line})" if len(bad) > 1 else ""
+        raise InputError(f"{part.source}:{number}: {reason}{more}; pass errors='skip' to leave such lines out "
+                         "(they are listed in the manifest)")
+    encoder = _worker_encoder(encoder_blob)
+    vectors = np.ascontiguousarray(encoder.encode(texts, batch_size=batch_size, show_progress_bar=False,
+                                                  normalize_embeddings=normalize_embeddings), dtype=np.float32)
+    folder = Path(shards)
+    shard = folder / f"{part.name}.npy"
+    _write_atomic(shard, lambda f: np.save(f, vectors, allow_pickle=False))
+    manifest = {**_expected_manifest(part, model_id), "count": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
+                "dtype": "float32", "sha256": _sha256_file(shard), "skipped": [list(b) for b in bad]}
+    _write_atomic(folder / f"{part.name}.json",
+                  lambda f: f.write(json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")))
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class CorpusRun:
+    """What `encode_corpus` did: vectors written, partitions encoded this time and reused from an earlier run,
+    and every line left out (source, line, reason; line 0 for a whole empty file)."""
+    output: Path
+    count: int
+    dim: int
+    encoded: List[int] = field(default_factory=list)
+    reused: List[int] = field(default_factory=list)
+    skipped: List[Tuple[str, int, str]] = field(default_factory=list)
+
+
+def _load_encoder(model, revision: Optional[str]):
+    from .encoder import SentenceEncoder
+    if isinstance(model, (str, os.PathLike)):
+        return SentenceEncoder.from_pretrained(os.fspath(model), revision=revision)
+    return model
+
+
+def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike, *, model=DEFAULT_MODEL,
+                  revision: Optional[str] = None, client=None, batch_size: int = 32, partition_size: int = 10_000,
+                  normalize_embeddings: bool = False, errors: str = "raise", text_field: str = "text",
+                  show_progress_bar: Optional[bool] = None) -> CorpusRun:
+    """Embed every line of `inputs` on a Dask cluster into `output`, resumably.
+
+    inputs: paths or glob patterns of text files (one text per line) or JSON lines (.jsonl/.ndjson/.json) with a
+        `text_field` string. model: a SentenceEncoder, or a folder / Hub id to load one from (on every worker).
+    client: a `dask.distributed.Client`; without one a LocalCluster with one single-threaded worker process per
+        core runs for the duration of the call. errors: "raise" stops at the first bad line (InputError naming file
+        and line); "skip" leaves bad lines and empty files out and lists them in the manifests and the index.
+    Writes `output/shards/NNNNN.npy` (count, H) float32 + `NNNNN.json` per partition and `output/index.json`.
+    """
+    if errors not in ("raise", "skip"):
+        raise InputError(f"errors: expected 'raise' or 'skip', got {errors!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    files = expand_inputs(inputs)
+    parts, skipped_files = plan_partitions(files, partition_size, errors=errors)
+    encoder = _load_encoder(model, revision)
+    model_id = _model_id(encoder, normalize_embeddings)
+    blob = pickle.dumps(encoder)
+    out = Path(output).expanduser().resolve()
+    shards = out / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+
+    todo = [p for p in parts if not shard_is_valid(shards, p, model_id, errors)]
+    reused = sorted({p.index for p in parts} - {p.index for p in todo})
+    options = dict(batch_size=batch_size, normalize_embeddings=normalize_embeddings, errors=errors,
+                   text_field=text_field)
+    if todo:
+        if client is None:
+            with _local_client() as local:
+                _run_tasks(local, todo, blob, str(shards), model_id, options, show_progress_bar)
+        else:
+            _run_tasks(client, todo, blob, str(shards), model_id, options, show_progress_bar)
+    for stale in shards.glob(".*.tmp"):  # left by a worker killed while writing
+        stale.unlink(missing_ok=True)
+    index = _write_index(out, files, parts, shards, model_id, skipped_files, errors)
+    return CorpusRun(out, index["count"], index["dim"], [p.index for p in todo], reused,
+                     [tuple(s) for s in index["skipped"]])
+
+
+def _model_id(encoder, normalize_embeddings: bool) -> Dict[str, Any]:
+    """What identifies the vectors: the encoder's settings (files, revision, pooling, ...) and the normalization."""
+    return {**encoder.settings(), "normalize_embeddings": bool(normalize_embeddings)}
+
+
+class _local_client:
+    """A LocalCluster sized to the machine and its Client, closed on exit. One single-threaded worker process
+    per core: the GIL and NumPy's per-call overheads make processes the better unit (Dask's nanny already limits
+    each worker's BLAS to one thread)."""
+
+    def __enter__(self):
+        from dask.distributed import Client, LocalCluster
+        self.cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                    dashboard_address=":0")
+        self.client = Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        self.client.close()
+        self.cluster.close()
+
+
+def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id, options, show_progress_bar):
+    """Submit one task per partition and wait for all; the first task error cancels the rest and is raised."""
+    from dask.distributed import as_completed
+    run = uuid.uuid4().hex[:12]  # fresh keys: a finished run's results, still held by the scheduler, are not reused
+    futures = [client.submit(encode_partition, p, blob, shards, model_id, **options,
+                             key=f"minibert-encode-{run}-{p.name}", pure=False)
+               for p in todo]
+    progress = _progress(len(todo), show_progress_bar)
+    try:
+        for future in as_completed(futures):
+            future.result()  # re-raises a task's InputError here, with its message
+            progress.update(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        progress.close()
+
+
+def _progress(total: int, show: Optional[bool]):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="shard", desc="encode-corpus",
+                disable=(not sys.stderr.isatty()) if show is None else not show)
+
+
+def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: Path, model_id, skipped_files,
+                 errors: str) -> Dict:
+    """Write `out/index.json`: every shard in input order and every line left out, in input order."""
+    entries, skipped = [], []
+    for p in parts:
+        if not shard_is_valid(shards, p, model_id, errors):  # every task reported success: this would be a bug
+            raise RuntimeError(f"{shards / p.name}.json: shard missing or invalid after the run")
+        entries.append(json.loads((shards / f"{p.name}.json").read_text(encoding="utf-8")))
+        skipped.extend([p.source, line, reason] for line, reason in entries[-1]["skipped"])
+    order = {str(f): i for i, f in reversed(list(enumerate(files)))}  # a file given twice: its first place
+    skipped = sorted(skipped + [list(s) for s in skipped_files], key=lambda s: (order[s[0]], s[1]))
+    dims = {e["dim"] for e in entries}
+    index = {"format": FORMAT, "model": model_id, "dim": dims.pop() if len(dims) == 1 else None,
+             "dtype": "float32", "count": sum(e["count"] for e in entries),
+             "shards": [{k: e[k] for k in ("shard", "source", "first_line", "last_line", "count", "sha256",
+                                           "skipped")} for e in entries],
+             "skipped": skipped}
+    _write_atomic(out / "index.json", lambda f: f.write(json.dumps(index, indent=1, ensure_ascii=False).encode()))
+    return index
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading the result back
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Shard:
+    """One partition's vectors. lines: (n,) 1-based line numbers in `source`; vectors: (n, H) float32,
+    memory-mapped."""
+    source: str
+    lines: np.ndarray
+    vectors: np.ndarray
+
+
+class Embeddings:
+    """The vectors of an `encode_corpus` output folder, shard by shard in input order.
+
+    >>> emb = load_embeddings("vectors/")
+    >>> len(emb), emb.dim                 # N vectors of H floats
+    >>> for shard in emb: ...             # Shard(source, lines (n,), vectors (n, H) memory-mapped)
+    >>> emb.array()                       # (N, H) in memory, input order
+    """
+
+    def __init__(self, folder: Path, index: Dict[str, Any], shards: List[Shard]):
+        self.folder = folder
+        self.model = index["model"]
+        self.dim = index["dim"]
+        self.skipped = [tuple(s) for s in index["skipped"]]
+        self.shards = shards
+
+    def __len__(self) -> int:
+        return sum(len(s.lines) for s in self.shards)
+
+    def __iter__(self) -> Iterator[Shard]:
+        return iter(self.shards)
+
+    def array(self) -> np.ndarray:
+        """(N, H) float32: every vector in input order, copied into memory."""
+        return np.concatenate([s.vectors for s in self.shards]) if self.shards else np.zeros((0, self.dim or 0),
+                                                                                               np.float32)
+
+    def lines(self) -> List[Tuple[str, int]]:
+        """(source, 1-based line) of each row of `array()`."""
+        return [(s.source, int(n)) for s in self.shards for n in s.lines]
+
+    def __repr__(self) -> str:
+        return f"Embeddings({str(self.folder)!r}, count={len(self)}, dim={self.dim}, shards={len(self.shards)})"
+
+
+def load_embeddings(output: PathLike, *, verify: bool = True) -> Embeddings:
+    """Open an `encode_corpus` output folder: every shard memory-mapped, in input order, with the line each
+    vector came from. verify=True (the default) checks each shard's SHA-256 against the index (reads every byte
+    once); a missing, altered or mis-shaped shard raises InputError naming it."""
+    folder = Path(output).expanduser()
+    index_path = folder / "index.json"
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{index_path}: no such file; is {folder} the output folder of a finished "
+                         "encode_corpus run?") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{index_path}: not a valid index ({e})") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise InputError(f"{index_path}: format {index.get('format') if isinstance(index, dict) else None!r}; "
+                         f"expected {FORMAT!r}")
+    shards = [_open_shard(folder / "shards", entry, index["dim"], verify) for entry in index["shards"]]
+    return Embeddings(folder, index, shards)
+
+
+def _open_shard(folder: Path, entry: Dict[str, Any], dim: int, verify: bool) -> Shard:
+    path = folder / entry["shard"]
+    try:
+        vectors = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot be read as a shard ({e}); run encode_corpus again to redo it") from None
+    if vectors.shape != (entry["count"], dim) or vectors.dtype != np.float32:
+        raise InputError(f"{path}: shape {vectors.shape} {vectors.dtype}; the index expects "
+                         f"({entry['count']}, {dim}) float32; run encode_corpus again to redo it")
+    if verify and _sha256_file(path) != entry["sha256"]:
+        raise InputError(f"{path}: checksum differs from the index (altered or corrupt); run encode_corpus again "
+                         "to redo it")
+    bad = {line for line, _ in entry["skipped"]}
+    lines = np.array([n for n in range(entry["first_line"], entry["last_line"] + 1) if n not in bad], np.int64)
+    return Shard(entry["source"], lines, vectors)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line: minibert encode-corpus
+# ----------------------------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `minibert encode-corpus`."""
+    parser.add_argument("inputs", nargs="+", help="text files (one text per line) or JSON lines (.jsonl) with a "
+                        "'text' field; paths or glob patterns")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder or Hub id (default: %(default)s)")
+    parser.add_argument("--output", required=True, help="output folder (shards/, index.json); rerun to resume")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); default: a "
+                        "local cluster with one worker process per core")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--partition-size", type=int, default=10_000, help="lines per task and shard")
+    parser.add_argument("--normalize", action="store_true", help="unit-length vectors")
+    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
+                        help="bad lines: stop with an error, or leave them out and list them in the index")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `minibert encode-corpus` with parsed arguments; returns the exit status."""
+    client = None
+    if args.scheduler:
+        from dask.distributed import Client
+        client = Client(args.scheduler)
+    try:
+        result = encode_corpus(args.inputs, args.output, model=args.model, client=client,
+                               batch_size=args.batch_size, partition_size=args.partition_size,
+                               normalize_embeddings=args.normalize, errors=args.errors, show_progress_bar=True)
+    finally:
+        if client is not None:
+            client.close()
+    print(f"{result.count} vectors of {result.dim} floats in {result.output} "
+          f"({len(result.encoded)} shards encoded, {len(result.reused)} reused, {len(result.skipped)} lines skipped)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="minibert encode-corpus", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
