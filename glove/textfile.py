@@ -330,6 +330,10 @@ def _drop_duplicates(
     words: list[str], rows: np.ndarray, first: int, seen: set[str], report: ParseReport
 ) -> tuple[list[str], np.ndarray]:
     """Keep each word's first occurrence in the file; count the others (a few examples with line numbers)."""
+    unique = set(words)
+    if len(unique) == len(words) and seen.isdisjoint(unique):  # the usual case, decided at C speed
+        seen |= unique
+        return words, rows
     keep = []
     for i, word in enumerate(words):
         if word not in seen:
