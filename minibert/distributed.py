@@ -33,6 +33,7 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -250,7 +251,7 @@ def encode_partition(part: Partition, encoder_blob: bytes, shards: str, model_id
     texts, bad = read_partition(part, text_field=text_field)
     if bad and errors == "raise":
         number, reason = bad[0]
-        more = f" (and {len(bad) - 1} more bad lines in lines {part.first_line}-{part.last_line})" if len(bad) > 1 else ""
+        more = f" (and {len(bad) - 1} more bad lines in lines {part.first_line}-{part.last_line})" if bad[1:] else ""
         raise InputError(f"{part.source}:{number}: {reason}{more}; pass errors='skip' to leave such lines out "
                          "(they are listed in the manifest)")
     encoder = _worker_encoder(encoder_blob)
@@ -320,6 +321,7 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
     options = dict(batch_size=batch_size, normalize_embeddings=normalize_embeddings, errors=errors,
                    text_field=text_field)
     if todo:
+        (out / "index.json").unlink(missing_ok=True)  # until the run completes, there is no valid index
         if client is None:
             with _local_client() as local:
                 _run_tasks(local, todo, blob, str(shards), model_id, options, show_progress_bar)
@@ -327,7 +329,8 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
             _run_tasks(client, todo, blob, str(shards), model_id, options, show_progress_bar)
     for stale in shards.glob(".*.tmp"):  # left by a worker killed while writing
         stale.unlink(missing_ok=True)
-    index = _write_index(out, files, parts, shards, model_id, skipped_files, errors)
+    index = _write_index(out, files, parts, shards, model_id, encoder.get_sentence_embedding_dimension(),
+                         skipped_files, errors)
     return CorpusRun(out, index["count"], index["dim"], [p.index for p in todo], reused,
                      [tuple(s) for s in index["skipped"]])
 
@@ -337,21 +340,15 @@ def _model_id(encoder, normalize_embeddings: bool) -> Dict[str, Any]:
     return {**encoder.settings(), "normalize_embeddings": bool(normalize_embeddings)}
 
 
-class _local_client:
+@contextmanager
+def _local_client():
     """A LocalCluster sized to the machine and its Client, closed on exit. One single-threaded worker process
     per core: the GIL and NumPy's per-call overheads make processes the better unit (Dask's nanny already limits
     each worker's BLAS to one thread)."""
-
-    def __enter__(self):
-        from dask.distributed import Client, LocalCluster
-        self.cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                    dashboard_address=":0")
-        self.client = Client(self.cluster)
-        return self.client
-
-    def __exit__(self, *exc):
-        self.client.close()
-        self.cluster.close()
+    from dask.distributed import Client, LocalCluster
+    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        yield client
 
 
 def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id, options, show_progress_bar):
@@ -359,7 +356,7 @@ def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id
     from dask.distributed import as_completed
     run = uuid.uuid4().hex[:12]  # fresh keys: a finished run's results, still held by the scheduler, are not reused
     futures = [client.submit(encode_partition, p, blob, shards, model_id, **options,
-                             key=f"minibert-encode-{run}-{p.name}", pure=False)
+                             key=f"minibert-encode-{run}-{p.name}")
                for p in todo]
     progress = _progress(len(todo), show_progress_bar)
     try:
@@ -379,8 +376,8 @@ def _progress(total: int, show: Optional[bool]):
                 disable=(not sys.stderr.isatty()) if show is None else not show)
 
 
-def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: Path, model_id, skipped_files,
-                 errors: str) -> Dict:
+def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: Path, model_id, dim: int,
+                 skipped_files, errors: str) -> Dict:
     """Write `out/index.json`: every shard in input order and every line left out, in input order."""
     entries, skipped = [], []
     for p in parts:
@@ -390,8 +387,7 @@ def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: P
         skipped.extend([p.source, line, reason] for line, reason in entries[-1]["skipped"])
     order = {str(f): i for i, f in reversed(list(enumerate(files)))}  # a file given twice: its first place
     skipped = sorted(skipped + [list(s) for s in skipped_files], key=lambda s: (order[s[0]], s[1]))
-    dims = {e["dim"] for e in entries}
-    index = {"format": FORMAT, "model": model_id, "dim": dims.pop() if len(dims) == 1 else None,
+    index = {"format": FORMAT, "model": model_id, "dim": dim,
              "dtype": "float32", "count": sum(e["count"] for e in entries),
              "shards": [{k: e[k] for k in ("shard", "source", "first_line", "last_line", "count", "sha256",
                                            "skipped")} for e in entries],
@@ -513,7 +509,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = encode_corpus(args.inputs, args.output, model=args.model, client=client,
                                batch_size=args.batch_size, partition_size=args.partition_size,
-                               normalize_embeddings=args.normalize, errors=args.errors, show_progress_bar=True)
+                               normalize_embeddings=args.normalize, errors=args.errors)
     finally:
         if client is not None:
             client.close()
