@@ -44,7 +44,7 @@ from .errors import InputError
 from .hub import DEFAULT_MODEL
 
 FORMAT = "minibert-embeddings/1"
-JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+JSON_SUFFIXES = (".jsonl", ".ndjson")
 PathLike = Union[str, os.PathLike]
 
 
@@ -137,7 +137,7 @@ def _partitions_of(path: Path, size: int, first_index: int) -> List[Partition]:
 def read_partition(part: Partition, *, text_field: str = "text") -> Tuple[List[str], List[Tuple[int, str]]]:
     """The texts of a partition and its bad lines as (line number, reason), in line order.
 
-    A line is bad when it is not UTF-8, is blank (plain text) or, in a JSON-lines file (.jsonl/.ndjson/.json),
+    A line is bad when it is not UTF-8, is blank (plain text) or, in a JSON-lines file (.jsonl/.ndjson),
     is not a JSON object with a string `text_field`.
     """
     with open(part.source, "rb") as f:
@@ -296,7 +296,7 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
                   show_progress_bar: Optional[bool] = None) -> CorpusRun:
     """Embed every line of `inputs` on a Dask cluster into `output`, resumably.
 
-    inputs: paths or glob patterns of text files (one text per line) or JSON lines (.jsonl/.ndjson/.json) with a
+    inputs: paths or glob patterns of text files (one text per line) or JSON lines (.jsonl/.ndjson) with a
         `text_field` string. model: a SentenceEncoder, or a folder / Hub id to load one from (on every worker).
     client: a `dask.distributed.Client`; without one a LocalCluster with one single-threaded worker process per
         core runs for the duration of the call. errors: "raise" stops at the first bad line (InputError naming file
@@ -485,44 +485,38 @@ def _open_shard(folder: Path, entry: Dict[str, Any], dim: int, verify: bool) -> 
 # Command line: minibert encode-corpus
 # ----------------------------------------------------------------------------------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `minibert encode-corpus`."""
-    parser.add_argument("inputs", nargs="+", help="text files (one text per line) or JSON lines (.jsonl) with a "
-                        "'text' field; paths or glob patterns")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder or Hub id (default: %(default)s)")
-    parser.add_argument("--output", required=True, help="output folder (shards/, index.json); rerun to resume")
-    parser.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); default: a "
-                        "local cluster with one worker process per core")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--partition-size", type=int, default=10_000, help="lines per task and shard")
-    parser.add_argument("--normalize", action="store_true", help="unit-length vectors")
-    parser.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                        help="bad lines: stop with an error, or leave them out and list them in the index")
+def register_encode_corpus(commands: argparse._SubParsersAction) -> None:
+    """Add `minibert encode-corpus` to the `minibert` command line's sub-commands."""
+    p = commands.add_parser(
+        "encode-corpus", help="encode text files on a Dask cluster into resumable .npy shards",
+        description="Encode every line of text or JSON-lines files on a Dask cluster: one .npy shard and manifest "
+                    "per partition of lines, then index.json. Run the same command again to resume: complete shards "
+                    "are kept, missing or corrupt ones redone. Needs minibert[dask].")
+    p.add_argument("inputs", nargs="+", help="text files (one text per line) or JSON lines (.jsonl, .ndjson) with a "
+                   "'text' field; paths or glob patterns")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub repo id (default: {DEFAULT_MODEL})")
+    p.add_argument("--output", required=True, help="output folder (shards/, index.json)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: a local "
+                   "cluster with one worker process per core)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument("--partition-size", type=int, default=10_000, help="lines per task and shard (default: 10000)")
+    p.add_argument("--normalize", action="store_true", help="scale every vector to unit length")
+    p.add_argument("--errors", choices=("raise", "skip"), default="raise",
+                   help="bad lines: stop with an error naming file and line (default), or leave them out and list "
+                        "them in the manifests and index.json")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar of shards on stderr (default: when stderr is a terminal)")
+    p.set_defaults(run=run_encode_corpus)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run `minibert encode-corpus` with parsed arguments; returns the exit status."""
-    client = None
-    if args.scheduler:
-        from dask.distributed import Client
-        client = Client(args.scheduler)
-    try:
+def run_encode_corpus(args: argparse.Namespace) -> int:
+    """Carry out `minibert encode-corpus`; returns the exit status."""
+    from dask.distributed import Client
+    with (Client(args.scheduler) if args.scheduler else _local_client()) as client:
         result = encode_corpus(args.inputs, args.output, model=args.model, client=client,
                                batch_size=args.batch_size, partition_size=args.partition_size,
-                               normalize_embeddings=args.normalize, errors=args.errors)
-    finally:
-        if client is not None:
-            client.close()
+                               normalize_embeddings=args.normalize, errors=args.errors,
+                               show_progress_bar=args.progress)
     print(f"{result.count} vectors of {result.dim} floats in {result.output} "
           f"({len(result.encoded)} shards encoded, {len(result.reused)} reused, {len(result.skipped)} lines skipped)")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="minibert encode-corpus", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
