@@ -8,7 +8,6 @@
 """
 
 from .config import BertConfig
-from .encoder import SentenceEncoder
 from .contextual import word_vectors
 from .errors import CheckpointError, ConfigError, InputError, MinibertError
 from .hub import DEFAULT_MODEL
@@ -18,6 +17,5 @@ from .tokenizer import Batch, Tokenizer
 __all__ = [
     "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError",
-    "SentenceEncoder",
 ]
 __version__ = "0.1.0"
