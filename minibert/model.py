@@ -328,8 +328,15 @@ class BertModel:
         """Run the encoder.  input_ids: (B, T) or (T,) integer token ids; attention_mask: 1 for real tokens,
         0 for padding (default: all 1); token_type_ids: segment of each token (default: all 0).
         A 1-D input is one sequence and gives outputs with B = 1. A `trace` list receives, per layer, the
-        attention and feed-forward sub-layers' outputs and the residual stream after each (for explaining)."""
+        attention and feed-forward sub-layers' outputs and the residual stream after each (for explaining).
+
+        Without attentions or a trace, the same computation runs on real tokens only (minibert/fast.py, tested
+        equal to bert_forward): hidden states are zeros where attention_mask is 0."""
         input_ids, attention_mask, token_type_ids = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        if not output_attentions and trace is None:
+            from .fast import fast_forward  # imported here: fast.py builds on this module
+            return fast_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
+                                output_hidden_states=output_hidden_states)
         return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config,
                             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                             trace=trace)

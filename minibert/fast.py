@@ -1,0 +1,418 @@
+"""The fast forward pass: the same arithmetic as `model.py`'s reference functions, arranged to waste nothing.
+
+Read `model.py` first; this module computes the same thing (tested equal to it, tests/test_fast.py) with
+three changes of arrangement and no change of meaning:
+
+1. Only real tokens are computed. The real tokens of a batch are packed into one (S, H) matrix, S = sum of the
+   sequences' lengths, for every per-token step (embeddings, projections, layer norms, feed-forward); only
+   attention needs the per-sequence layout, and there each sequence attends over exactly its own tokens, so no
+   mask is needed. Padding costs nothing, and a sentence gives the same vector alone or in any batch.
+2. Element-wise work is done in place (`out=`) on row blocks small enough to stay in the core's cache, right
+   after the matrix product that produced them: GELU on a (rows, I) block costs ~20 NumPy passes, which would
+   otherwise each stream the whole (S, I) activation through memory.
+3. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
+   single-thread mode: NumPy releases the GIL inside matrix products and ufuncs, so the cores work in parallel
+   on everything, element-wise work included, with no synchronisation between layers.
+
+Positions where attention_mask is 0 come back as zeros (the reference pass computes vectors there as
+transformers does; they mean nothing and every user masks them out).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .config import BertConfig
+from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
+
+Array = np.ndarray
+
+ROW_BLOCK = 128  # rows of (S, I) per feed-forward block: (128, 1536) float32 is 768 KiB, inside a 1-2 MiB L2
+MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
+SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Packing: (B, T) with padding <-> (S,) real tokens
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Packing:
+    """Where the real tokens of a padded (B, T) batch are.  Row-major order: each sequence's tokens are contiguous."""
+
+    rows: Array  # (S,) batch index of each real token
+    cols: Array  # (S,) position of each real token in its padded row (= its position id)
+    lengths: Array  # (B,) real tokens per sequence
+    offsets: Array  # (B + 1,) sequence b occupies packed rows offsets[b]:offsets[b + 1]
+
+    @classmethod
+    def from_mask(cls, attention_mask: Array) -> "Packing":
+        real = attention_mask.astype(bool)  # (B, T)
+        rows, cols = np.nonzero(real)
+        lengths = real.sum(axis=1)
+        return cls(rows, cols, lengths, np.concatenate([[0], np.cumsum(lengths)]))
+
+    def unpack(self, packed: Array, shape: Tuple[int, int]) -> Array:
+        """(S, H) -> (B, T, H), zeros at padding."""
+        out = np.zeros(shape + packed.shape[1:], dtype=packed.dtype)
+        out[self.rows, self.cols] = packed
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# In-place element-wise steps (same formulas as model.py, written into their input)
+# ----------------------------------------------------------------------------------------------------------------
+
+def layer_norm_(x: Array, weight: Array, bias: Array, eps: float, scratch: Array) -> Array:
+    """model.layer_norm on (rows, H), in place.  scratch: (rows, H) float32."""
+    x -= x.mean(axis=-1, keepdims=True)
+    np.multiply(x, x, out=scratch)
+    variance = scratch.mean(axis=-1, keepdims=True)  # (rows, 1)
+    variance += np.float32(eps)
+    x /= np.sqrt(variance, out=variance)
+    x *= weight
+    x += bias
+    return x
+
+
+def gelu_(x: Array, scratch: Tuple[Array, ...]) -> Array:
+    """model.gelu in place, the same operations in the same order (so the same float32 roundings), on 3 scratch
+    arrays shaped like x instead of a dozen temporaries."""
+    z, t, poly = scratch
+    np.multiply(x, np.float32(1 / math.sqrt(2)), out=z)
+    np.abs(z, out=z)  # a = |x / sqrt 2|
+    np.multiply(z, np.float32(0.3275911), out=t)
+    t += np.float32(1)
+    np.reciprocal(t, out=t)  # t = 1 / (1 + p a)
+    np.multiply(t, np.float32(1.061405429), out=poly)  # Horner, innermost coefficient first
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += np.float32(c)
+        poly *= t
+    np.negative(z, out=t)
+    z *= t
+    np.exp(z, out=z)  # exp(-a a)
+    z *= poly
+    np.subtract(np.float32(1), z, out=z)
+    np.copysign(z, x, out=z)  # erf(x / sqrt 2)
+    z += np.float32(1)
+    x *= np.float32(0.5)
+    x *= z
+    return x
+
+
+def gelu_tanh_(x: Array, scratch: Tuple[Array, ...]) -> Array:
+    """model.gelu_tanh in place."""
+    u = scratch[0]
+    np.multiply(x, np.float32(0.044715), out=u)
+    u *= x
+    u *= x
+    u += x
+    u *= np.float32(math.sqrt(2 / math.pi))
+    np.tanh(u, out=u)
+    u += np.float32(1)
+    u *= np.float32(0.5)
+    x *= u
+    return x
+
+
+def relu_(x: Array, scratch: Tuple[Array, ...]) -> Array:
+    return np.maximum(x, np.float32(0), out=x)
+
+
+ACTIVATIONS_: dict = {"gelu": gelu_, "gelu_new": gelu_tanh_, "gelu_pytorch_tanh": gelu_tanh_, "relu": relu_}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention over packed sequences
+# ----------------------------------------------------------------------------------------------------------------
+
+def packed_attention(qkv: Array, offsets: Array, num_heads: int, out: Array) -> Array:
+    """model.attention for each sequence over its own tokens, computed by groups of equal length.
+
+    qkv: (S, 3H) packed query | key | value; sequence b is rows offsets[b]:offsets[b + 1].
+    Writes the merged-heads context (S, H) into `out`. Scores are made in blocks of at most SCORE_BLOCK numbers
+    (whole sequences when they fit, else slices of query rows), so memory stays bounded for long sequences.
+    """
+    lengths = np.diff(offsets)
+    for L in np.unique(lengths[lengths > 0]):
+        starts = offsets[:-1][lengths == L]  # (G,) first packed row of each sequence of length L
+        per_block = max(1, SCORE_BLOCK // (num_heads * L * L))
+        for i in range(0, len(starts), per_block):
+            _attend_group(qkv, starts[i:i + per_block], int(L), num_heads, out)
+    return out
+
+
+def _attend_group(qkv: Array, starts: Array, L: int, num_heads: int, out: Array) -> None:
+    """Attention for G sequences of the same length L starting at packed rows `starts`."""
+    G, H = len(starts), out.shape[1]
+    D = H // num_heads
+    contiguous = G == 1 or bool(np.all(np.diff(starts) == L))
+    if contiguous:  # a view: the common case (equal lengths, or one sequence)
+        rows = slice(int(starts[0]), int(starts[0]) + G * L)
+        block = qkv[rows]
+    else:
+        rows = (starts[:, None] + np.arange(L)).ravel()
+        block = qkv[rows]
+    heads = block.reshape(G, L, 3, num_heads, D)
+    q, k, v = (heads[:, :, j].transpose(0, 2, 1, 3) for j in range(3))  # 3 x (G, N, L, D)
+    context = np.empty((G, L, H), dtype=np.float32)
+    context_heads = context.reshape(G, L, num_heads, D).transpose(0, 2, 1, 3)  # (G, N, L, D) view
+    query_rows = L if G * num_heads * L * L <= SCORE_BLOCK else max(1, SCORE_BLOCK // (G * num_heads * L))
+    scale = np.float32(D ** -0.5)
+    for r in range(0, L, query_rows):
+        scores = q[:, :, r:r + query_rows] @ k.swapaxes(-1, -2)  # (G, N, rows, L)
+        scores *= scale
+        scores -= scores.max(axis=-1, keepdims=True)  # the float32 softmax of model.softmax, in place
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        np.matmul(scores, v, out=context_heads[:, :, r:r + query_rows])
+    out[rows] = context.reshape(G * L, H)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The encoder on packed tokens
+# ----------------------------------------------------------------------------------------------------------------
+
+def matmul(a: Array, w: Array, out: Optional[Array] = None) -> Array:
+    """a @ w for a: (M, K), w: (K, N), with a token's result independent of how many tokens come with it.
+
+    OpenBLAS computes small products (M = 1, or M N K below about 10^6 with a transposed w) with other kernels
+    that round differently, so a short sentence alone would differ from the same sentence in a batch by ~1e-6.
+    Too few rows are therefore padded with zero rows up to MIN_GEMM_WORK (cheap: it only happens when small).
+    """
+    M, (K, N) = a.shape[0], w.shape
+    min_rows = max(2, -(-MIN_GEMM_WORK // (K * N)))
+    if M >= min_rows:
+        return np.matmul(a, w, out=out)
+    padded = np.zeros((min_rows, K), dtype=a.dtype)
+    padded[:M] = a
+    result = np.matmul(padded, w)[:M]
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _row_blocks(n: int) -> List[slice]:
+    return [slice(r, min(r + ROW_BLOCK, n)) for r in range(0, n, ROW_BLOCK)]
+
+
+def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array, weights: BertWeights,
+                      eps: float) -> Array:
+    """model.embeddings for packed tokens.  (S,) ids, token types, positions -> (S, H)"""
+    w = weights.embeddings
+    x = w.word_embeddings[input_ids] + w.token_type_embeddings[token_type_ids]  # (S, H)
+    x += w.position_embeddings[positions]
+    return layer_norm_(x, w.layer_norm_weight, w.layer_norm_bias, eps, np.empty_like(x))
+
+
+def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array) -> Array:
+    """model.encoder_layer on packed tokens.  x: (S, H) -> out: (S, H) (out must not be x)."""
+    S, H = x.shape
+    eps, act = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act]
+    qkv = matmul(x, w.qkv_weight)  # (S, 3H)
+    qkv += w.qkv_bias
+    context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((S, H), dtype=np.float32))
+    del qkv
+    rows = _row_blocks(S)
+    n = max(r.stop - r.start for r in rows)
+    scratch_h, a_block = np.empty((n, H), dtype=np.float32), np.empty((n, H), dtype=np.float32)
+    inner = [np.empty((n, w.intermediate_bias.shape[0]), dtype=np.float32) for _ in range(4)]
+    for r in rows:  # attention output, residual, layer norm; then the feed-forward; block by block in cache
+        m = r.stop - r.start
+        a = matmul(context[r], w.attention_output_weight, out=a_block[:m])
+        a += w.attention_output_bias
+        a += x[r]
+        layer_norm_(a, w.attention_layer_norm_weight, w.attention_layer_norm_bias, eps, scratch_h[:m])
+        h = matmul(a, w.intermediate_weight, out=inner[0][:m])  # (m, I)
+        h += w.intermediate_bias
+        act(h, tuple(s[:m] for s in inner[1:]))
+        f = matmul(h, w.output_weight, out=out[r])  # (m, H)
+        f += w.output_bias
+        f += a
+        layer_norm_(f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps, scratch_h[:m])
+    return out
+
+
+def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertConfig,
+                   hidden_states: Optional[List[Array]] = None) -> Array:
+    """All layers on packed tokens.  x: (S, H) embeddings -> (S, H) last hidden state.
+
+    If `hidden_states` is given (L + 1 arrays (S, H)), each layer's output is copied into it after the embeddings.
+    """
+    spare = np.empty_like(x)
+    if hidden_states is not None:
+        hidden_states[0][...] = x
+    for i, layer in enumerate(weights.layers):
+        x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare), x
+        if hidden_states is not None:
+            hidden_states[i + 1][...] = x
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Threads: one group of sequences per core, the BLAS single-threaded meanwhile
+# ----------------------------------------------------------------------------------------------------------------
+
+class _BlasThreads:
+    """Get and set OpenBLAS's thread count through its C API, found in the library NumPy loaded (no dependency).
+
+    OpenBLAS's count is process-wide, so it is set to 1 only while our own threads run, under a lock.
+    `available` is False when NumPy's BLAS is not an OpenBLAS we can find; the batch then is not split.
+    """
+
+    SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+               "openblas_set_num_threads64_")
+    GETTERS = tuple(name.replace("set_", "get_") for name in SETTERS)
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._get = self._set = None
+        for path in _loaded_libraries("openblas"):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for set_name, get_name in zip(self.SETTERS, self.GETTERS):
+                if hasattr(lib, set_name) and hasattr(lib, get_name):
+                    self._set, self._get = getattr(lib, set_name), getattr(lib, get_name)
+                    self._set.argtypes, self._set.restype = [ctypes.c_int], None
+                    self._get.argtypes, self._get.restype = [], ctypes.c_int
+                    return
+
+    @property
+    def available(self) -> bool:
+        return self._set is not None
+
+    def get(self) -> int:
+        return self._get()
+
+    def set(self, n: int) -> None:
+        self._set(n)
+
+
+def _loaded_libraries(name: str) -> List[str]:
+    """Paths of the shared libraries mapped into this process whose file name contains `name` (Linux), else
+    those next to NumPy (its wheels ship their BLAS in numpy.libs / numpy/.dylibs)."""
+    paths: List[str] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if name in line.rsplit("/", 1)[-1]]
+    except OSError:
+        import glob
+        root = os.path.dirname(np.__file__)
+        paths = glob.glob(os.path.join(root, ".dylibs", f"*{name}*")) + glob.glob(
+            os.path.join(root + ".libs", f"*{name}*"))
+    return list(dict.fromkeys(paths))
+
+
+def num_threads() -> int:
+    """Threads the fast path uses: MINIBERT_NUM_THREADS if set, else the cores this process may run on."""
+    env = os.environ.get("MINIBERT_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_BLAS: Optional[_BlasThreads] = None
+_POOL: Optional[ThreadPoolExecutor] = None
+
+
+def _blas() -> _BlasThreads:
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = _BlasThreads()
+    return _BLAS
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minibert")
+    return _POOL
+
+
+def split_sequences(offsets: Array, parts: int) -> List[Tuple[int, int]]:
+    """Cut sequences 0..B into at most `parts` contiguous ranges [b0, b1) of about equal token counts."""
+    B, S = len(offsets) - 1, int(offsets[-1])
+    cuts = [0] + [int(np.searchsorted(offsets, S * k / parts)) for k in range(1, parts)] + [B]
+    cuts = sorted(set(min(max(c, 0), B) for c in cuts))
+    return [(b0, b1) for b0, b1 in zip(cuts, cuts[1:]) if offsets[b1] > offsets[b0]]
+
+
+def _run_parallel(tasks: List[Callable[[], None]]) -> None:
+    """Run the tasks on this thread and the pool's, with the BLAS single-threaded meanwhile."""
+    blas = _blas()
+    with blas.lock:
+        previous = blas.get()
+        blas.set(1)
+        try:
+            futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+            tasks[0]()
+            for f in futures:
+                f.result()
+        finally:
+            blas.set(previous)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, weights: BertWeights,
+                   config: BertConfig, *, output_hidden_states: bool = False,
+                   threads: Optional[int] = None) -> Tuple[Array, Packing, Optional[List[Array]]]:
+    """The encoder on the real tokens of checked (B, T) inputs.
+
+    Returns the packed last hidden state (S, H) (sequence b at rows packing.offsets[b]:offsets[b + 1]), the
+    Packing, and, if asked, the L + 1 packed hidden states.
+    """
+    packing = Packing.from_mask(attention_mask)
+    S, H = int(packing.offsets[-1]), config.hidden_size
+    ids, types = input_ids[packing.rows, packing.cols], token_type_ids[packing.rows, packing.cols]
+    x = packed_embeddings(ids, types, packing.cols, weights, config.layer_norm_eps)  # (S, H)
+    hidden = [np.empty((S, H), dtype=np.float32) for _ in range(len(weights.layers) + 1)] \
+        if output_hidden_states else None
+    last = np.empty((S, H), dtype=np.float32)
+
+    def run(b0: int, b1: int) -> None:
+        r = slice(int(packing.offsets[b0]), int(packing.offsets[b1]))
+        part_hidden = None if hidden is None else [h[r] for h in hidden]
+        last[r] = packed_encoder(x[r], packing.offsets[b0:b1 + 1] - packing.offsets[b0], weights, config,
+                                 part_hidden)
+
+    threads = num_threads() if threads is None else threads
+    parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else [(0, len(packing.lengths))]
+    if len(parts) > 1:
+        _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
+    elif S:
+        run(0, len(packing.lengths))
+    return last, packing, hidden
+
+
+def fast_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, weights: BertWeights,
+                 config: BertConfig, *, output_hidden_states: bool = False) -> BertOutput:
+    """model.bert_forward's outputs (without attentions), computed on real tokens only; zeros at padding."""
+    last, packing, hidden = packed_forward(input_ids, attention_mask, token_type_ids, weights, config,
+                                           output_hidden_states=output_hidden_states)
+    shape = input_ids.shape
+    last_hidden_state = packing.unpack(last, shape)  # (B, T, H)
+    return BertOutput(
+        last_hidden_state=last_hidden_state,
+        pooler_output=_pooler(last_hidden_state, weights.pooler) if weights.pooler is not None else None,
+        hidden_states=tuple(packing.unpack(h, shape) for h in hidden) if hidden is not None else None,
+    )
+
+
+def _pooler(hidden: Array, w: PoolerWeights) -> Array:
+    """model.pooler through `matmul`, so that a sentence's pooled vector is the same alone or in a batch."""
+    return np.tanh(matmul(hidden[:, 0], w.weight) + w.bias)

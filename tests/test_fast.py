@@ -1,0 +1,165 @@
+"""The fast path (minibert/fast.py) against the reference functions of minibert/model.py: equal to float32
+precision at every real token, zeros at padding, the same vector for a sentence alone or in any batch."""
+
+import math
+
+import numpy as np
+import pytest
+
+from minibert import fast
+from minibert.model import attention, bert_forward, gelu, gelu_tanh, layer_norm, relu, split_heads, merge_heads
+
+HIDDEN_TOL = 2e-6  # the same operations in the same order: measured bit-equal here
+PADDED_TOL = 1e-5  # the reference's own change of rounding between padded and unpadded (test_invariants.SAME)
+ALONE_TOL = 1e-6
+SENTENCES = ["The cat sat on the mat.", "A bank by the river.", "Hi",
+             "She deposited the cheque at the bank before lunch on Friday afternoon, then walked home.",
+             "The cat chased the mouse across the kitchen floor."]
+
+
+def random_batch(model, B, T, seed, holes=False):
+    """Random ids with ragged right padding (and, if `holes`, masked positions in the middle of rows)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, model.config.vocab_size, (B, T))
+    types = rng.integers(0, model.config.type_vocab_size, (B, T))
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T  # at least one full row
+    mask = (np.arange(T) < lengths[:, None]).astype(np.int64)
+    if holes:
+        mask[rng.random((B, T)) < 0.2] = 0
+        mask[:, 0] = 1
+    return ids, mask, types
+
+
+def max_diff_at_real(ours, reference, mask):
+    return float(np.abs(ours - reference)[mask.astype(bool)].max())
+
+
+@pytest.mark.parametrize("model_name", ["minilm", "odd"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_packed_forward_equals_reference_without_padding(request, model_name, threads):
+    """A batch without padding: the reference makes the same sums, so the two agree to float32 rounding.
+    (8 x 50 tokens: enough rows that the reference's products are not "small" for the BLAS either.)"""
+    model = request.getfixturevalue(model_name)
+    ids, _, types = random_batch(model, 8, 50, seed=threads)
+    mask = np.ones_like(ids)
+    ref = bert_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
+    last, packing, hidden = fast.packed_forward(ids, mask, types, model.weights, model.config,
+                                                output_hidden_states=True, threads=threads)
+    assert last.shape == (ids.size, model.config.hidden_size) and last.dtype == np.float32
+    np.testing.assert_array_equal(packing.offsets, np.arange(9) * 50)
+    np.testing.assert_array_equal(hidden[-1], last)
+    for ours, theirs in zip(hidden, ref.hidden_states):
+        assert np.abs(ours - theirs.reshape(ours.shape)).max() <= HIDDEN_TOL
+
+
+@pytest.mark.parametrize("model_name", ["minilm", "odd"])
+@pytest.mark.parametrize("holes", [False, True])
+def test_packed_forward_equals_reference_on_padded_batch(request, model_name, holes):
+    """Against the reference on the padded batch, masked positions in mid-row included: there the reference's
+    softmax sums and products run over the padded length, which rounds differently (its own SAME of
+    test_invariants)."""
+    model = request.getfixturevalue(model_name)
+    ids, mask, types = random_batch(model, 6, 19, seed=4, holes=holes)
+    ref = bert_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
+    _, _, hidden = fast.packed_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
+    for ours, theirs in zip(hidden, ref.hidden_states):
+        assert np.abs(ours - theirs[mask.astype(bool)]).max() <= PADDED_TOL
+
+
+@pytest.mark.parametrize("model_name", ["minilm", "odd"])
+def test_model_call_uses_fast_path_with_zeros_at_padding(request, model_name):
+    model = request.getfixturevalue(model_name)
+    ids, mask, types = random_batch(model, 5, 17, seed=11)
+    ref = bert_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
+    out = model(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+    assert out.attentions is None and len(out.hidden_states) == len(ref.hidden_states)
+    assert max_diff_at_real(out.last_hidden_state, ref.last_hidden_state, mask) <= PADDED_TOL
+    for ours, theirs in zip(out.hidden_states, ref.hidden_states):
+        assert ours.shape == theirs.shape and max_diff_at_real(ours, theirs, mask) <= PADDED_TOL
+    assert not out.last_hidden_state[mask == 0].any()
+    if ref.pooler_output is not None:
+        assert np.abs(out.pooler_output - ref.pooler_output).max() <= PADDED_TOL
+    # Attentions and traces come from the reference functions, padding vectors included.
+    explained = model(ids, attention_mask=mask, token_type_ids=types, output_attentions=True)
+    np.testing.assert_array_equal(explained.last_hidden_state, ref.last_hidden_state)
+
+
+def test_sentence_alone_equals_sentence_in_any_batch(minilm, minilm_tokenizer):
+    batch = minilm_tokenizer(SENTENCES)
+    together = minilm(**batch).last_hidden_state
+    reordered = minilm(**minilm_tokenizer(SENTENCES[::-1])).last_hidden_state[::-1]
+    for i, sentence in enumerate(SENTENCES):
+        alone = minilm(**minilm_tokenizer(sentence)).last_hidden_state[0]
+        T = alone.shape[0]
+        assert np.abs(together[i, :T] - alone).max() <= ALONE_TOL
+        assert np.abs(reordered[i, :T] - alone).max() <= ALONE_TOL
+
+
+def test_all_padding_row_is_zero_and_others_unaffected(minilm):
+    ids = np.array([[101, 2000, 102], [0, 0, 0]])
+    mask = np.array([[1, 1, 1], [0, 0, 0]])
+    out = minilm(ids, attention_mask=mask)
+    assert not out.last_hidden_state[1].any() and np.isfinite(out.pooler_output).all()
+    alone = minilm(ids[:1]).last_hidden_state
+    np.testing.assert_array_equal(out.last_hidden_state[:1], alone)
+    empty = minilm(ids[1:], attention_mask=mask[1:])  # no real token at all
+    assert empty.last_hidden_state.shape == (1, 3, 384) and not empty.last_hidden_state.any()
+
+
+@pytest.mark.parametrize("score_block", [1, 50, 700, 1 << 18])
+def test_packed_attention_in_blocks_equals_attention(monkeypatch, score_block):
+    """Long sequences are cut into blocks of query rows; the result must not depend on the cut."""
+    monkeypatch.setattr(fast, "SCORE_BLOCK", score_block)
+    rng = np.random.default_rng(3)
+    N, D, lengths = 4, 8, [9, 1, 9, 30, 9, 2]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    qkv = rng.standard_normal((offsets[-1], 3 * N * D)).astype(np.float32)
+    out = fast.packed_attention(qkv, offsets, N, np.empty((offsets[-1], N * D), dtype=np.float32))
+    for b, L in enumerate(lengths):
+        seq = qkv[offsets[b]:offsets[b + 1]][None]  # (1, L, 3H)
+        q, k, v = (split_heads(m, N) for m in np.split(seq, 3, axis=-1))
+        context, _ = attention(q, k, v, np.zeros((1, 1, 1, L), dtype=np.float32))
+        assert np.abs(out[offsets[b]:offsets[b + 1]] - merge_heads(context)[0]).max() <= 1e-6
+
+
+def test_in_place_elementwise_steps_equal_reference():
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((37, 80)) * 4).astype(np.float32)
+    x[0, :6] = [0, -0.0, 1e-30, -1e-30, 30, -30]
+    scratch = tuple(np.empty_like(x) for _ in range(3))
+    np.testing.assert_array_equal(fast.gelu_(x.copy(), scratch), gelu(x))  # bit-equal: same operations
+    np.testing.assert_array_equal(fast.gelu_tanh_(x.copy(), scratch), gelu_tanh(x))
+    np.testing.assert_array_equal(fast.relu_(x.copy(), scratch), relu(x))
+    w, b = rng.standard_normal(80).astype(np.float32), rng.standard_normal(80).astype(np.float32)
+    np.testing.assert_array_equal(fast.layer_norm_(x.copy(), w, b, 1e-12, scratch[0]), layer_norm(x, w, b, 1e-12))
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x[0].astype(np.float64)])
+    assert np.abs(fast.gelu_(x[:1].copy(), tuple(s[:1] for s in scratch))[0] - exact).max() < 1e-6
+
+
+def test_split_sequences_balances_tokens_and_covers_the_batch():
+    offsets = np.concatenate([[0], np.cumsum([5, 0, 40, 3, 3, 3, 30, 0])])
+    for parts in (1, 2, 3, 8, 20):
+        ranges = fast.split_sequences(offsets, parts)
+        assert ranges[0][0] == 0 and ranges[-1][1] in (7, 8) and len(ranges) <= parts
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, no overlap
+        assert all(offsets[b1] > offsets[b0] for b0, b1 in ranges)  # no empty part
+    assert fast.split_sequences(offsets, 2) == [(0, 3), (3, 8)]  # 45 | 39 tokens
+    assert fast.split_sequences(np.array([0, 0, 0]), 2) == []
+
+
+def test_blas_thread_count_is_restored(minilm):
+    blas = fast._blas()
+    if not blas.available:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count we can set")
+    before = blas.get()
+    fast.packed_forward(np.ones((4, 5), dtype=np.int64), np.ones((4, 5), dtype=np.int64),
+                        np.zeros((4, 5), dtype=np.int64), minilm.weights, minilm.config, threads=2)
+    assert blas.get() == before
+
+
+def test_num_threads_from_environment(monkeypatch):
+    monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
+    assert fast.num_threads() == 3
+    monkeypatch.delenv("MINIBERT_NUM_THREADS")
+    assert fast.num_threads() >= 1
