@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GloVeFormatError, UnsafePickleError
-from .store import TableWriter, check_words, iter_row_chunks
+from .store import TableWriter, check_words
 
 
 class _Record:
@@ -129,10 +129,5 @@ def convert_keyed_vectors(path: Path, dest: Path, manifest: dict[str, Any]) -> N
     """Write the converted folder ``dest`` from a gensim save (vectors copied in chunks, never all in memory)."""
     words, vectors = read_keyed_vectors(path)
     with TableWriter(dest, vectors.shape[1]) as writer:
-        start = 0
-        for rows in iter_row_chunks(vectors):
-            if not np.isfinite(rows).all():
-                raise GloVeFormatError(path, f"non-finite values in the vectors of rows {start}..{start + len(rows) - 1}")
-            writer.add(words[start : start + len(rows)], rows)
-            start += len(rows)
+        writer.add_table(words, vectors, path)
         writer.commit({**manifest, "duplicates": 0})

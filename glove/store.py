@@ -21,7 +21,7 @@ import mmap
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,14 @@ class TableWriter:
         self._norms.append(np.linalg.norm(rows, axis=1))  # the same per-row reduction gensim's fill_norms does
         self.words.extend(words)
         self._rows += len(words)
+
+    def add_table(self, words: Sequence[str], vectors: np.ndarray, where: object, rows_per_chunk: int = 1 << 16) -> None:
+        """Append a whole (V, D) table chunk by chunk, so a mapped table is never all in memory at once."""
+        for start in range(0, len(vectors), rows_per_chunk):
+            rows = vectors[start : start + rows_per_chunk]
+            if not np.isfinite(rows).all():
+                raise GloVeFormatError(where, f"non-finite values in the vectors of rows {start}..{start + len(rows) - 1}")
+            self.add(words[start : start + len(rows)], rows)
 
     def commit(self, extra_manifest: dict[str, Any] | None = None) -> Path:
         """Finish the files, write the manifest last, and rename the folder into place."""
@@ -240,14 +248,10 @@ def open_folder(folder: Path) -> MappedTable:
     words_path = folder / "words.txt"
     with open(words_path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if v == 0 or size != int(arrays["word_offsets.npy"][-1]):
+        if v == 0:
+            raise GloVeFormatError(folder / MANIFEST, "the table is empty")
+        if size != int(arrays["word_offsets.npy"][-1]):
             raise GloVeFormatError(words_path, f"{size} bytes, the offsets promise {int(arrays['word_offsets.npy'][-1])}")
         blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     vocab = Vocabulary(blob, arrays["word_offsets.npy"], arrays["word_order.npy"])
     return MappedTable(arrays["vectors.npy"], arrays["norms.npy"], vocab, manifest)
-
-
-def iter_row_chunks(vectors: np.ndarray, rows_per_chunk: int = 1 << 16) -> Iterator[np.ndarray]:
-    """Successive (<= rows_per_chunk, D) slices, so copying a mapped table never holds it all in memory."""
-    for start in range(0, len(vectors), rows_per_chunk):
-        yield vectors[start : start + rows_per_chunk]

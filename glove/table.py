@@ -17,7 +17,6 @@ from .store import (
     Vocabulary,
     check_words,
     is_converted_folder,
-    iter_row_chunks,
     open_folder,
 )
 
@@ -155,10 +154,7 @@ class GloVe:
             raise FileExistsError(f"{folder} exists and is not a converted GloVe folder (no {MANIFEST})")
         words = self._vocab.all_words()
         with TableWriter(folder, self.dim) as writer:
-            start = 0
-            for rows in iter_row_chunks(self.vectors):
-                writer.add(words[start : start + len(rows)], rows)
-                start += len(rows)
+            writer.add_table(words, self.vectors, folder)
             keep = ("source", "duplicates", "duplicate_examples", "word2vec_header")
             writer.commit({k: self.manifest[k] for k in keep if k in self.manifest})
         return folder
