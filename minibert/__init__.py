@@ -9,6 +9,7 @@
 
 from .config import BertConfig
 from .contextual import word_vectors
+from .encoder import SentenceEncoder
 from .errors import CheckpointError, ConfigError, InputError, MinibertError
 from .hub import DEFAULT_MODEL
 from .model import BertModel, BertOutput
@@ -17,5 +18,6 @@ from .tokenizer import Batch, Tokenizer
 __all__ = [
     "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError",
+    "SentenceEncoder",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""The `minibert` command line: encode files (text or JSON lines, stdin) into .npy files, info, and errors that
+name the file and line."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ODD_MODEL
+from minibert import SentenceEncoder, cli
+
+ODD = str(ODD_MODEL)
+LINES = ["The cat sat on the mat.", "", "  spaced  ", "Crème brûlée, 東京", "a much longer line " * 20]
+
+
+@pytest.fixture(scope="module")
+def odd_encoder():
+    return SentenceEncoder.from_pretrained(ODD_MODEL)
+
+
+def encode(tmp_path, content: bytes, name="in.txt", *extra):
+    source = tmp_path / name
+    source.write_bytes(content)
+    out = tmp_path / "out.npy"
+    status = cli.main(["encode", "--model", ODD, "--input", str(source), "--output", str(out), *extra])
+    return status, out
+
+
+def leftovers(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_encode_text_lines(tmp_path, odd_encoder, capsys):
+    status, out = encode(tmp_path, "\n".join(LINES).encode() + b"\n")
+    assert status == 0 and f"{out}: 5 x 80 float32" in capsys.readouterr().err
+    array = np.load(out)
+    assert array.shape == (5, 80) and array.dtype == np.float32
+    np.testing.assert_allclose(array, odd_encoder.encode(LINES), atol=1e-6)
+    assert leftovers(tmp_path) == []
+
+
+def test_line_endings_bom_and_no_final_newline(tmp_path, odd_encoder):
+    status, out = encode(tmp_path, "\ufeffone\r\ntwo\u2028still two\n\nlast".encode())
+    assert status == 0
+    np.testing.assert_allclose(np.load(out), odd_encoder.encode(["one", "two\u2028still two", "", "last"]), atol=1e-6)
+
+
+def test_encode_json_lines_normalized(tmp_path, odd_encoder):
+    records = [{"text": t, "id": i} for i, t in enumerate(LINES)]
+    content = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    status, out = encode(tmp_path, content, "in.jsonl", "--normalize", "--batch-size", "2")
+    assert status == 0
+    np.testing.assert_allclose(np.load(out), odd_encoder.encode(LINES, normalize_embeddings=True), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(np.load(out), axis=1), 1, atol=1e-6)
+    status, out2 = encode(tmp_path, content, "records.txt", "--format", "jsonl")
+    np.testing.assert_allclose(np.load(out2), odd_encoder.encode(LINES), atol=1e-6)
+
+
+def test_encode_streams_in_chunks(tmp_path, odd_encoder, monkeypatch):
+    seen = []
+    original = SentenceEncoder._encode_texts
+
+    def spy(self, texts, *args, **kwargs):
+        seen.append(len(texts))
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "ENCODE_CHUNK", 2)
+    monkeypatch.setattr(SentenceEncoder, "_encode_texts", spy)
+    status, out = encode(tmp_path, "\n".join(LINES).encode())
+    assert status == 0 and seen == [2, 2, 1]
+    np.testing.assert_allclose(np.load(out), odd_encoder.encode(LINES), atol=1e-6)
+
+
+def test_empty_input(tmp_path):
+    status, out = encode(tmp_path, b"")
+    assert status == 0 and np.load(out).shape == (0, 80)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("in.txt", b"fine\nbad \xff byte\n", r"in\.txt:2: not UTF-8 text \(byte 0xff at column 5\); expected UTF-8"),
+    ("in.jsonl", b'{"text": "a"}\n{"text": "b"\n', r"in\.jsonl:2: not valid JSON \(Expecting ',' delimiter at "
+                                                    r"column 13\); expected a JSON object with a \"text\" field"),
+    ("in.jsonl", b'{"text": "a"}\n{"txt": "b"}\n', r"in\.jsonl:2: no \"text\" field"),
+    ("in.jsonl", b'{"text": "a"}\n["a"]\n', r"in\.jsonl:2: no \"text\" field"),
+    ("in.jsonl", b'{"text": 3}\n', r"in\.jsonl:1: \"text\" is int; expected a string"),
+    ("in.jsonl", b'{"text": "a"}\n\n{"text": "b"}\n', r"in\.jsonl:2: empty line"),
+])
+def test_bad_input_files(tmp_path, capsys, name, content, message):
+    (tmp_path / "out.npy").write_bytes(b"previous")
+    status, out = encode(tmp_path, content, name)
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("minibert encode: error: ") and err.count("\n") == 1
+    assert re.search(message, err), err
+    assert out.read_bytes() == b"previous" and leftovers(tmp_path) == []  # nothing half-written
+
+
+def test_bad_paths(tmp_path, capsys):
+    assert cli.main(["encode", "--model", ODD, "--input", str(tmp_path / "missing.txt"),
+                     "--output", str(tmp_path / "o.npy")]) == 1
+    assert "--input " + str(tmp_path / "missing.txt") + ": No such file or directory" in capsys.readouterr().err
+    assert cli.main(["encode", "--input", "-", "--output", str(tmp_path / "no" / "o.npy")]) == 1
+    assert f"folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    assert cli.main(["encode", "--input", "-", "--output", str(tmp_path), "--batch-size", "1"]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    source = tmp_path / "in.txt"
+    source.write_text("x\n")
+    assert cli.main(["encode", "--input", str(source), "--output", str(tmp_path / "o.npy"), "--batch-size",
+                     "0"]) == 1
+    assert "--batch-size 0: expected a positive integer" in capsys.readouterr().err
+
+
+def test_progress_bar(tmp_path, capsys):
+    encode(tmp_path, b"one\ntwo\nthree\n", "in.txt", "--progress")
+    err = capsys.readouterr().err
+    assert "Encoding: 100%" in err and "3/3" in err
+    encode(tmp_path, b"one\ntwo\nthree\n", "in.txt", "--no-progress")
+    assert "Encoding" not in capsys.readouterr().err
+
+
+def test_stdin_through_the_module(tmp_path, odd_encoder):
+    out = tmp_path / "out.npy"
+    done = subprocess.run([sys.executable, "-m", "minibert.cli", "encode", "--model", ODD, "--output", str(out)],
+                          input="\n".join(LINES).encode(), capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "Encoding" not in done.stderr.decode()  # not a terminal: no bar
+    np.testing.assert_allclose(np.load(out), odd_encoder.encode(LINES), atol=1e-6)
+
+
+def test_info(capsys):
+    assert cli.main(["info", ODD]) == 0
+    text = capsys.readouterr().out
+    assert "pooling" in text and "mean (plain BERT folder without sentence-transformers files" in text
+    assert re.search(r"^parameters +357,631$", text, re.M) and re.search(r"^  hidden_size +80$", text, re.M)
+    assert cli.main(["info", ODD, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["config"]["hidden_size"] == 80 and info["embedding_dimension"] == 80
+    assert info["pooling"] == ["mean"] and info["normalize"] is False and info["max_seq_length"] == 256
+    assert info["parameters"] == 357_631 and info["tokenizer_vocab_size"] == 3000
+
+
+def test_info_default_model(capsys):
+    assert cli.main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert "sentence-transformers/all-MiniLM-L6-v2" in text and "normalize" in text and "True" in text
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["info", str(tmp_path / "nope")]) == 1
+    assert capsys.readouterr().err == f"minibert info: error: {tmp_path / 'nope'}: no such folder (and not a Hub " \
+                                      "repo id of the form 'org/name')\n"
+
+
+def test_dispatcher():
+    parser = cli.build_parser()
+    assert {"encode", "info"} <= set(parser._subparsers._group_actions[0].choices)
+    with pytest.raises(SystemExit) as e:
+        cli.main([])
+    assert e.value.code == 2
