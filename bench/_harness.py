@@ -1,0 +1,139 @@
+"""What every benchmark here shares: the machine line, side-by-side workers in their own processes, medians.
+
+Each side of a comparison runs in its own long-lived worker process (PyTorch's and onnxruntime's thread pools
+keep spinning after work and would slow whatever ran next in the same process). The parent sends the same job to
+each worker in turn, alternating, several rounds; each worker warms up, times, and answers; figures are medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+PAUSE = 0.3  # seconds between two sides' turns, for the previous side's spinning threads to go to sleep
+
+
+def threads() -> int:
+    """Threads for every side: BENCH_THREADS if set, else all cores of the machine."""
+    return int(os.environ.get("BENCH_THREADS") or os.cpu_count() or 1)
+
+
+def thread_env(n: int) -> Dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIBERT_NUM_THREADS"):
+        env[var] = str(n)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    return env
+
+
+def machine_line() -> str:
+    """CPU model, cores, BLAS (from numpy.show_config), NumPy and Python versions."""
+    import numpy as np
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = "unknown BLAS"
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{info.get('name')} {info.get('version')}"
+        corename = _openblas_corename()
+        if corename:
+            blas += f" (kernel {corename})"
+    except Exception:  # show_config's layout is not a stable API; the line is informative only
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, {blas}, NumPy {np.__version__}, Python {platform.python_version()}, "
+            f"load average {os.getloadavg()[0]:.1f} at start")
+
+
+def _openblas_corename() -> Optional[str]:
+    import ctypes
+    from minibert.fast import _loaded_libraries
+    for path in _loaded_libraries("openblas"):
+        lib = ctypes.CDLL(path)
+        for name in ("openblas_get_corename", "scipy_openblas_get_corename64_"):
+            if hasattr(lib, name):
+                getattr(lib, name).restype = ctypes.c_char_p
+                return getattr(lib, name)().decode()
+    return None
+
+
+def have(*modules: str) -> Optional[str]:
+    """None if every module imports, else a message naming the first missing one."""
+    import importlib.util
+    for m in modules:
+        if importlib.util.find_spec(m) is None:
+            return f"skipped: {m} is not installed (pip install -e '.[bench]')"
+    return None
+
+
+class Worker:
+    """A side of a comparison in its own process: `python <script> --worker <side> ...`, JSON lines both ways."""
+
+    def __init__(self, script: Path, side: str, args: List[str], n_threads: int):
+        self.side = side
+        self.proc = subprocess.Popen([sys.executable, str(script), "--worker", side, *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=thread_env(n_threads), cwd=str(REPO))
+        self.ready = self._read()  # the worker's first line: what it loaded, its thread count
+
+    def ask(self, job: dict) -> dict:
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker {self.side!r} died (exit {self.proc.wait()}); see its stderr")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve(handle) -> None:
+    """The worker's loop: one JSON job per line on stdin, one JSON answer per line on stdout."""
+    for line in sys.stdin:
+        print(json.dumps(handle(json.loads(line))), flush=True)
+
+
+def time_calls(fn, reps: int, warmup: int = 2) -> List[float]:
+    """Seconds per call of fn(), `reps` times after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def alternate(workers: List[Worker], job: dict, rounds: int) -> Dict[str, float]:
+    """Send `job` to each worker in turn, `rounds` times; median over rounds of each answer's median seconds."""
+    seen: Dict[str, List[float]] = {w.side: [] for w in workers}
+    for r in range(rounds):
+        order = workers if r % 2 == 0 else workers[::-1]
+        for w in order:
+            seen[w.side].append(statistics.median(w.ask(job)["seconds"]))
+            time.sleep(PAUSE)
+    return {side: statistics.median(s) for side, s in seen.items()}
+
+
+def command_line() -> str:
+    return "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute()
+                                 else sys.argv[0], *sys.argv[1:]])
