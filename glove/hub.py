@@ -51,8 +51,9 @@ def fetch(source: str, *, filename: str | None = None, member: str | None = None
             filename = repo_id.split("/", 1)[1] + ".model"
         else:
             raise HubError(
-                f"{repo_id}: unknown Hub layout; pass filename=... (a GloVe .txt/.txt.gz/.zip or a gensim .model) "
-                f"or use fse/glove-wiki-gigaword-100 or {STANFORD_REPO}"
+                f"{repo_id}: no such local file or folder, and as a Hugging Face Hub name its layout is unknown: "
+                f"pass filename=... (a GloVe .txt/.txt.gz/.zip or a gensim .model), or use "
+                f"fse/glove-wiki-gigaword-100 or {STANFORD_REPO}"
             )
     path = _download(repo_id, filename, revision)
     if filename.endswith(".model"):
