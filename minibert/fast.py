@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -38,6 +39,7 @@ Array = np.ndarray
 
 ROW_BLOCK = 128  # rows of (S, I) per feed-forward block: (128, 1536) float32 is 768 KiB, inside a 1-2 MiB L2
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
+SMALL_INPUT = 64  # fewer real tokens than this run with the BLAS on one thread
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
 
@@ -191,14 +193,26 @@ def matmul(a: Array, w: Array, out: Optional[Array] = None) -> Array:
     """
     M, (K, N) = a.shape[0], w.shape
     min_rows = max(2, -(-MIN_GEMM_WORK // (K * N)))
-    if M >= min_rows:
+    if M < min_rows:
+        padded = np.zeros((min_rows, K), dtype=a.dtype)
+        padded[:M] = a
+        result = _product(padded, w)[:M]
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    return _product(a, w, out)
+
+
+def _product(a: Array, w: Array, out: Optional[Array] = None) -> Array:
+    """a @ w. The checkpoint's Linear weights are (out, in) in the file and reach us as transposed views; OpenBLAS
+    multiplies much faster by the (out, in) array as it lies than by its transposed view (1.6-3x at 16-128 rows,
+    bench/RESULTS.md), so compute (w.T @ a.T).T: the same product, with no copy of the weights."""
+    if w.flags.c_contiguous:
         return np.matmul(a, w, out=out)
-    padded = np.zeros((min_rows, K), dtype=a.dtype)
-    padded[:M] = a
-    result = np.matmul(padded, w)[:M]
     if out is None:
-        return result
-    out[...] = result
+        return np.matmul(w.T, a.T).T
+    np.matmul(w.T, a.T, out=out.T)
     return out
 
 
@@ -349,19 +363,29 @@ def split_sequences(offsets: Array, parts: int) -> List[Tuple[int, int]]:
     return [(b0, b1) for b0, b1 in zip(cuts, cuts[1:]) if offsets[b1] > offsets[b0]]
 
 
-def _run_parallel(tasks: List[Callable[[], None]]) -> None:
-    """Run the tasks on this thread and the pool's, with the BLAS single-threaded meanwhile."""
+@contextmanager
+def _single_threaded_blas():
+    """OpenBLAS on one thread for the duration (no-op if it cannot be controlled)."""
     blas = _blas()
+    if not blas.available:
+        yield
+        return
     with blas.lock:
         previous = blas.get()
         blas.set(1)
         try:
-            futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
-            tasks[0]()
-            for f in futures:
-                f.result()
+            yield
         finally:
             blas.set(previous)
+
+
+def _run_parallel(tasks: List[Callable[[], None]]) -> None:
+    """Run the tasks on this thread and the pool's, with the BLAS single-threaded meanwhile."""
+    with _single_threaded_blas():
+        futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+        tasks[0]()
+        for f in futures:
+            f.result()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -394,6 +418,9 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else [(0, len(packing.lengths))]
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
+    elif S and S < SMALL_INPUT:
+        with _single_threaded_blas():  # a few rows: waking BLAS threads costs more than it gives
+            run(0, len(packing.lengths))
     elif S:
         run(0, len(packing.lengths))
     return last, packing, hidden
@@ -414,5 +441,7 @@ def fast_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array,
 
 
 def _pooler(hidden: Array, w: PoolerWeights) -> Array:
-    """model.pooler through `matmul`, so that a sentence's pooled vector is the same alone or in a batch."""
-    return np.tanh(matmul(hidden[:, 0], w.weight) + w.bias)
+    """model.pooler through `matmul`, so that a sentence's pooled vector is the same alone or in a batch.
+    One product of B rows: on one BLAS thread (waking the others costs more, and much more on a busy machine)."""
+    with _single_threaded_blas():
+        return np.tanh(matmul(hidden[:, 0], w.weight) + w.bias)

@@ -9,7 +9,9 @@ import pytest
 from minibert import fast
 from minibert.model import attention, bert_forward, gelu, gelu_tanh, layer_norm, relu, split_heads, merge_heads
 
-HIDDEN_TOL = 2e-6  # the same operations in the same order: measured bit-equal here
+# The same operations in the same order, except that the BLAS multiplies by the weights as stored (out, in)
+# (fast._product), which can round the last bit differently: ~2 float32 ulps at hidden states of size ~8.
+HIDDEN_TOL = {"minilm": 2e-6, "odd": 3e-6}  # odd: random weights (std 0.1), 2.4e-6 measured
 PADDED_TOL = 1e-5  # the reference's own change of rounding between padded and unpadded (test_invariants.SAME)
 ALONE_TOL = 1e-6
 SENTENCES = ["The cat sat on the mat.", "A bank by the river.", "Hi",
@@ -50,7 +52,7 @@ def test_packed_forward_equals_reference_without_padding(request, model_name, th
     np.testing.assert_array_equal(packing.offsets, np.arange(9) * 50)
     np.testing.assert_array_equal(hidden[-1], last)
     for ours, theirs in zip(hidden, ref.hidden_states):
-        assert np.abs(ours - theirs.reshape(ours.shape)).max() <= HIDDEN_TOL
+        assert np.abs(ours - theirs.reshape(ours.shape)).max() <= HIDDEN_TOL[model_name]
 
 
 @pytest.mark.parametrize("model_name", ["minilm", "odd"])
