@@ -2,6 +2,7 @@
 
     minibert encode --model M [--input FILE|-] --output OUT.npy [--batch-size 32] [--normalize]
     minibert info M
+    minibert encode-corpus --model M --output DIR INPUTS... [--scheduler ADDRESS]   (minibert.distributed; needs dask)
 
 Each command is a `register_<name>(commands)` function that adds its sub-parser and sets `run` to the function
 that carries it out (taking the parsed arguments, returning an exit status); COMMANDS lists them. minibert's own
@@ -22,6 +23,7 @@ from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .distributed import register_encode_corpus
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError
 from .hub import DEFAULT_MODEL
@@ -233,7 +235,8 @@ def run_info(args: argparse.Namespace) -> int:
 # The dispatcher
 # ----------------------------------------------------------------------------------------------------------------
 
-COMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [register_encode, register_info]
+COMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [register_encode, register_info,
+                                                                register_encode_corpus]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,12 +40,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, MinibertError
 from .hub import DEFAULT_MODEL
 
 FORMAT = "minibert-embeddings/1"
 JSON_SUFFIXES = (".jsonl", ".ndjson")
 PathLike = Union[str, os.PathLike]
+# Set in every worker of the LocalCluster encode_corpus starts: one core per worker process.
+WORKER_ENV = {"MINIBERT_NUM_THREADS": "1"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -335,6 +337,15 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
                      [tuple(s) for s in index["skipped"]])
 
 
+def _dask(*names: str) -> tuple:
+    """Names from dask.distributed, or a clear error when it is not installed (the core package never needs it)."""
+    try:
+        import dask.distributed
+    except ImportError:
+        raise MinibertError("encoding a corpus on Dask needs dask.distributed: pip install 'minibert[dask]'") from None
+    return tuple(getattr(dask.distributed, n) for n in names)
+
+
 def _model_id(encoder, normalize_embeddings: bool) -> Dict[str, Any]:
     """What identifies the vectors: the encoder's settings (files, revision, pooling, ...) and the normalization."""
     return {**encoder.settings(), "normalize_embeddings": bool(normalize_embeddings)}
@@ -342,18 +353,18 @@ def _model_id(encoder, normalize_embeddings: bool) -> Dict[str, Any]:
 
 @contextmanager
 def _local_client():
-    """A LocalCluster sized to the machine and its Client, closed on exit. One single-threaded worker process
-    per core: the GIL and NumPy's per-call overheads make processes the better unit (Dask's nanny already limits
-    each worker's BLAS to one thread)."""
-    from dask.distributed import Client, LocalCluster
-    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    """A LocalCluster sized to the machine and its Client, closed on exit: one single-threaded worker process
+    per core (Dask's nanny already sets each worker's BLAS to one thread; MINIBERT_NUM_THREADS does the same for
+    the forward pass's own threads, so that workers do not fight over cores)."""
+    Client, LocalCluster = _dask("Client", "LocalCluster")
+    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      env=WORKER_ENV) as cluster, Client(cluster) as client:
         yield client
 
 
 def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id, options, show_progress_bar):
     """Submit one task per partition and wait for all; the first task error cancels the rest and is raised."""
-    from dask.distributed import as_completed
+    as_completed, = _dask("as_completed")
     run = uuid.uuid4().hex[:12]  # fresh keys: a finished run's results, still held by the scheduler, are not reused
     futures = [client.submit(encode_partition, p, blob, shards, model_id, **options,
                              key=f"minibert-encode-{run}-{p.name}")
@@ -511,7 +522,7 @@ def register_encode_corpus(commands: argparse._SubParsersAction) -> None:
 
 def run_encode_corpus(args: argparse.Namespace) -> int:
     """Carry out `minibert encode-corpus`; returns the exit status."""
-    from dask.distributed import Client
+    Client, = _dask("Client")
     with (Client(args.scheduler) if args.scheduler else _local_client()) as client:
         result = encode_corpus(args.inputs, args.output, model=args.model, client=client,
                                batch_size=args.batch_size, partition_size=args.partition_size,

@@ -1,5 +1,5 @@
-"""Models pickle as where their weights come from (a few hundred bytes), not as arrays, and unpickle to the
-same outputs: what lets Dask ship them to workers."""
+"""BertModel pickles as where its weights come from (a few hundred bytes), not as arrays, and unpickles to the
+same outputs: what lets Dask ship it to workers (SentenceEncoder's own pickling is tested in test_encoder.py)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,4 @@ def test_model_built_from_arrays_refuses_to_pickle(odd):
     with pytest.raises(TypeError, match="cannot pickle a model built from arrays; only one loaded with "
                                         "from_pretrained"):
         pickle.dumps(model)
+
