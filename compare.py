@@ -89,7 +89,7 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     DNS included (run in a thread because name resolution has no timeout of its own).
     """
     proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))  # the proxy, if any, connects
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
     result: List[bool] = []
 
@@ -106,17 +106,20 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     return bool(result and result[0])
 
 
-def go_offline_if_unreachable(source: str) -> bool:
+def go_offline_if_unreachable(source: str) -> Optional[str]:
     """Turn on huggingface_hub's offline mode (cache only) when `source` needs the Hub and the Hub is out of
-    reach, so that a cached table still loads and a missing one fails at once. Returns whether it did."""
-    if Path(source).expanduser().exists() or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
+    reach, so that a cached table still loads and a missing one fails at once. Returns why the Hub is not used
+    ("HF_HUB_OFFLINE is set", "huggingface.co cannot be reached"), or None when it is."""
+    if Path(source).expanduser().exists():
+        return None
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
     if hub_reachable():
-        return False
+        return None
     os.environ["HF_HUB_OFFLINE"] = "1"
     if "huggingface_hub" in sys.modules:  # already imported: it read the variable at import time
         sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
-    return True
+    return f"{urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co')).hostname} cannot be reached"
 
 
 def wordpiece_table(model: BertModel, tokenizer: Tokenizer) -> glove.GloVe:
@@ -138,8 +141,7 @@ def load_static(source: Optional[str], model: BertModel, tokenizer: Tokenizer, m
     except (glove.GloVeError, OSError) as e:
         if source is not None:  # asked for by name: its failure is the answer
             raise UsageError(f"--glove {source}: {_first_line(e)}") from None
-        why = ("it is not in the Hugging Face cache and huggingface.co cannot be reached" if offline
-               else _first_line(e))
+        why = f"it is not in the Hugging Face cache and {offline}" if offline else _first_line(e)
         print(f"compare.py: no GloVe table ({name}: {why}); get it once with `hf download {name}` or pass --glove "
               "glove.6B.100d.txt. Static baseline here: the model's input word-piece embeddings.", file=sys.stderr)
         return Static(wordpiece_table(model, tokenizer), f"{model_name} input word-piece embeddings (no GloVe)", True)
@@ -369,8 +371,10 @@ def run_wic(folder: Path, split: str, limit: Optional[int], model: BertModel, to
                                 + [(f"layer {k}", k, train_cos[:, k], eval_cos[:, k])
                                    for k in range(train_cos.shape[1])]):
         threshold, train_acc = best_threshold(tr, train.labels)
-        rows.append({"name": name, "layer": layer, "threshold": _r(threshold), "train_accuracy": _r(train_acc),
-                     "accuracy": _r(accuracy(ev, evaluated.labels, threshold))})
+        # the threshold unrounded: "all different" sits just above 1.0
+        rows.append({"name": name, "layer": layer, "threshold": threshold, "train_accuracy": _r(train_acc),
+                     "accuracy": _r(accuracy(ev, evaluated.labels, threshold)),
+                     "predicts_one_class": bool(len(set((ev >= threshold).tolist())) == 1)})
     best = max(rows[1:], key=lambda row: row["train_accuracy"])  # chosen on train, never on the evaluated split
     return {"split": split, "pairs": int(len(evaluated.labels)), "train_pairs": int(len(train.labels)),
             "same_sense_share": _r(evaluated.labels.mean()), "rows": rows, "best_layer": best["layer"]}
@@ -383,8 +387,8 @@ def render_wic(w: dict, model_name: str) -> List[str]:
            f"  {'vectors':<28}{'threshold':>10}{'train acc':>11}{w['split'] + ' acc':>11}"]
     for row in w["rows"]:
         name = "static (cosine always 1)" if row["layer"] is None else f"contextual {row['name']}"
-        note = "   one class only" if row["layer"] is None else ("   <- best on train" if
-                                                                   row["layer"] == w["best_layer"] else "")
+        note = ("   <- best on train" if row["layer"] == w["best_layer"] else
+                "   one class only" if row["predicts_one_class"] else "")
         out.append(f"  {name:<28}{row['threshold']:>10.3f}{row['train_accuracy']:>11.1%}{row['accuracy']:>11.1%}"
                    + note)
     best = w["rows"][w["best_layer"] + 1]

@@ -81,7 +81,7 @@ def word_vectors(model: BertModel, tokenizer: Tokenizer, sentences: Union[str, S
 
     `words` is one word for every sentence or one per sentence. `layers`: an int (0 = the input embedding
     output, L = the last layer, negative counts from the end) gives (S, H); a list of K ints gives (S, K, H);
-    "all" gives (S, L + 1, H). float32. Sentences run in batches of similar length (little padding).
+    "all" gives (S, L + 1, H). float32. Sentences run in batches of `batch_size` distinct sentences.
     """
     sentences = _sentence_list(sentences)
     chosen, squeeze = _layer_indices(layers, model.config.num_hidden_layers)
@@ -90,24 +90,33 @@ def word_vectors(model: BertModel, tokenizer: Tokenizer, sentences: Union[str, S
     full = tokenizer(sentences)
     where = locate(tokenizer, sentences, words, batch=full)
     out = np.empty((len(sentences), len(chosen), model.config.hidden_size), dtype=np.float32)
-    order = np.argsort([len(e.ids) for e in full.encodings], kind="stable")  # similar lengths batch together
+    # Each distinct sentence runs once, however many of its words are asked for (WiC's train split repeats
+    # 42% of its sentences); distinct sentences of similar length batch together (little padding).
+    first_row: dict = {}
+    owner = np.array([first_row.setdefault(s, i) for i, s in enumerate(sentences)])  # row -> first row of its text
+    distinct = np.unique(owner)
+    order = distinct[np.argsort([len(full.encodings[r].ids) for r in distinct], kind="stable")]
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        out[rows] = _pooled(model, Batch([full.encodings[r] for r in rows], tokenizer.pad_token_id),
-                            [where[r].tokens for r in rows], chosen)
+        heads = order[start:start + batch_size]
+        position = {int(r): b for b, r in enumerate(heads)}
+        rows = np.flatnonzero(np.isin(owner, heads))
+        out[rows] = _pooled(model, Batch([full.encodings[r] for r in heads], tokenizer.pad_token_id),
+                            [position[int(owner[r])] for r in rows], [where[r].tokens for r in rows], chosen)
     return out[:, 0] if squeeze else out
 
 
-def _pooled(model: BertModel, batch: Batch, tokens: List[Tuple[int, ...]], chosen: List[int]) -> np.ndarray:
-    """Mean of each row's given tokens, at each chosen layer.  -> (B, K, H)"""
-    B, T = batch["input_ids"].shape
-    weights = np.zeros((B, 1, T), dtype=np.float32)  # row b averages its word's pieces
-    for b, positions in enumerate(tokens):
-        weights[b, 0, list(positions)] = 1 / len(positions)
+def _pooled(model: BertModel, batch: Batch, batch_rows: List[int], tokens: List[Tuple[int, ...]],
+            chosen: List[int]) -> np.ndarray:
+    """For each of R words, the mean of its tokens in row batch_rows[r] of the batch, at each chosen layer.
+    -> (R, K, H)"""
+    T = batch["input_ids"].shape[1]
+    weights = np.zeros((len(tokens), 1, T), dtype=np.float32)  # word r averages its pieces
+    for r, positions in enumerate(tokens):
+        weights[r, 0, list(positions)] = 1 / len(positions)
     last_only = chosen == [model.config.num_hidden_layers]
     out = model(**batch, output_hidden_states=not last_only)
     hidden = [out.last_hidden_state] if last_only else [out.hidden_states[k] for k in chosen]  # K x (B, T, H)
-    return np.stack([(weights @ h)[:, 0] for h in hidden], axis=1)  # (B, K, H)
+    return np.stack([(weights @ h[batch_rows])[:, 0] for h in hidden], axis=1)  # (R, K, H)
 
 
 def _locate_one(batch: Batch, row: int, sentence: str, spec: WordSpec) -> WordLocation:
