@@ -366,3 +366,54 @@ def test_pickles_as_a_recipe(encoder, tmp_path, monkeypatch):
     assert again.max_seq_length == 12 and again.normalize and again.name_or_path == str(ODD_MODEL.resolve())
     with pytest.raises(TypeError, match="cannot pickle a SentenceEncoder built from objects; only one loaded with from_pretrained"):
         pickle.dumps(SentenceEncoder(encoder.model, encoder.tokenizer, encoder.layout))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# scripts/eval_stsb.py
+# ----------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stsb():
+    import importlib.util
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location("eval_stsb", REPO / "scripts" / "eval_stsb.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spearman(stsb):
+    np.testing.assert_array_equal(stsb.rank(np.array([3, 1, 3, 2])), [3.5, 1, 3.5, 2])
+    assert stsb.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233, abs=1e-12)
+    assert stsb.spearman([1, 2, 3], [10, 20, 1000]) == pytest.approx(1)
+    assert stsb.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
+
+
+def test_stsb_file_with_extra_fields_and_quotes(stsb, tmp_path, capsys):
+    (tmp_path / "sts-dev.csv").write_text(
+        'main-captions\tMSRvid\t2012test\t0001\t5.000\tA man plays a guitar.\tA man is playing a guitar.\n'
+        'main-news\theadlines\t2013\t0002\t0.5\t"Quoted" start\tSomething else "entirely\tsource\tlicence\n'
+        'main-forums\tdeft-forum\t2014\t0003\t2.25\tA cat sits.\tA cat is sitting down.\n', encoding="utf-8")
+    first, second, gold = stsb.read_split(tmp_path / "sts-dev.csv")
+    assert second[1] == 'Something else "entirely' and first[1] == '"Quoted" start'
+    np.testing.assert_array_equal(gold, [5, 0.5, 2.25])
+    assert stsb.main([str(tmp_path), "--model", str(ODD_MODEL), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pairs"] == 3 and result["sentences"] == 6 and -100 <= result["spearman_x100"] <= 100
+
+
+@pytest.mark.parametrize("line, message", [
+    ("a\tb\tc\td\t3.0\tonly one sentence\n", r"sts-dev\.csv:1: 6 tab-separated fields; expected at least 7"),
+    ("a\tb\tc\td\tfive\tx\ty\n", r"sts-dev\.csv:1: score 'five' in column 5; expected a number from 0 to 5"),
+    ("a\tb\tc\td\t5.5\tx\ty\n", r"sts-dev\.csv:1: score '5\.5' in column 5"),
+])
+def test_stsb_bad_lines(stsb, tmp_path, line, message):
+    (tmp_path / "sts-dev.csv").write_text(line, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        stsb.read_split(tmp_path / "sts-dev.csv")
+
+
+def test_stsb_dev_start(stsb):
+    from conftest import shared_data
+    result = stsb.evaluate(shared_data("stsb"), "dev", "sentence-transformers/all-MiniLM-L6-v2", limit=100)
+    assert result["pairs"] == 100 and result["spearman_x100"] == pytest.approx(94.33, abs=0.02)  # all: README
