@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -147,11 +148,12 @@ def run(rounds: int = 5, reps: int = 5, only=None) -> dict:
         notes.append(f"onnxruntime side {missing_ort}")
     for name in paths:
         paths[name]["pytorch"] = paths[name]["minibert"]
-        if not missing_ort:
+        if not missing_ort and "onnxruntime" in os.environ.get("BENCH_SIDES", "onnxruntime"):
             paths[name]["onnxruntime"] = str(export_onnx(Path(paths[name]["minibert"]), folder / f"{name}.onnx"))
     sides = ["minibert"] + ([] if missing_torch else ["pytorch"]) + ([] if missing_ort else ["onnxruntime"])
+    sides = [s for s in sides if s in os.environ.get("BENCH_SIDES", ",".join(sides)).split(",")]
     script = Path(__file__).resolve()
-    workers = [Worker(script, s, [json.dumps({k: v[s] for k, v in paths.items()})], n) for s in sides]
+    workers = [Worker(script, s, [json.dumps({k: v.get(s) for k, v in paths.items()})], n) for s in sides]
     try:
         for name, shapes in SHAPES.items():
             if only and name != only:

@@ -1,0 +1,4 @@
+"""`python -m bench`: the same as `python bench/run.py`."""
+from bench.run import main
+
+main()
