@@ -55,10 +55,10 @@ def find_word(sentence: str, word: str, occurrence: int = 0) -> Tuple[int, int]:
     word = word.strip()
     found = [m.span() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", sentence, re.IGNORECASE)]
     if not found:
-        raise InputError(f"word {word!r} not found (as a whole word, ignoring case) in sentence {sentence!r}")
+        raise InputError(f"word {word!r} not found (as a whole word, ignoring case) in sentence {_shown(sentence)}")
     if occurrence >= len(found):
-        raise InputError(f"word {word!r}: asked for occurrence {occurrence} (0-based) but sentence {sentence!r} "
-                         f"has only {len(found)}")
+        raise InputError(f"word {word!r}: asked for occurrence {occurrence} (0-based) but sentence "
+                         f"{_shown(sentence)} has only {len(found)}")
     return found[occurrence]
 
 
@@ -134,19 +134,24 @@ def _locate_one(batch: Batch, row: int, sentence: str, spec: WordSpec) -> WordLo
         last = max((e for t, (_, e) in enumerate(offsets) if sequence[t] is not None), default=0)
         why = (f"it lies beyond the first {len(offsets)} tokens the model reads" if start >= last
                else "the tokenizer drops those characters")
-        raise InputError(f"word {text!r} (characters {start}-{end}) has no word pieces in sentence {sentence!r}: {why}")
+        raise InputError(f"word {text!r} (characters {start}-{end}) has no word pieces in sentence "
+                         f"{_shown(sentence)}: {why}")
     return WordLocation(sentence, (start, end), tokens, tuple(pieces[t] for t in tokens))
 
 
 def _check_span(sentence: str, spec: Tuple[int, int]) -> Tuple[int, int]:
     start, end = spec
-    if not (isinstance(end, int) and not isinstance(start, bool) and not isinstance(end, bool)
-            and 0 <= start < end <= len(sentence)):
+    if not (all(isinstance(x, int) and not isinstance(x, bool) for x in spec) and 0 <= start < end <= len(sentence)):
         raise InputError(f"character span {spec!r}: expected 0 <= start < end <= {len(sentence)} "
-                         f"in sentence {sentence!r}")
+                         f"in sentence {_shown(sentence)}")
     if not sentence[start:end].strip():
-        raise InputError(f"character span {spec!r} holds only whitespace in sentence {sentence!r}")
+        raise InputError(f"character span {spec!r} holds only whitespace in sentence {_shown(sentence)}")
     return start, end
+
+
+def _shown(sentence: str, limit: int = 100) -> str:
+    """The sentence quoted for an error message, cut to `limit` characters."""
+    return repr(sentence if len(sentence) <= limit else sentence[:limit - 3] + "...")
 
 
 def _is_spec(value: object) -> bool:

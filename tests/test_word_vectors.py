@@ -85,9 +85,11 @@ def test_bad_words(minilm, minilm_tokenizer, words, message):
 
 def test_word_beyond_the_token_limit(minilm, minilm_tokenizer):
     sentence = "word " * 600 + "cat"
-    with pytest.raises(InputError, match=r"word 'cat' \(characters 3000-3003\) has no word pieces in sentence .*: "
-                                         r"it lies beyond the first 512 tokens the model reads"):
+    with pytest.raises(InputError, match=r"word 'cat' \(characters 3000-3003\) has no word pieces in sentence "
+                                         r"'word word .*\.\.\.': it lies beyond the first 512 tokens the model reads"
+                       ) as e:
         word_vectors(minilm, minilm_tokenizer, sentence, "cat")
+    assert len(str(e.value)) == 220  # the 3,003-character sentence is cut short in the message
 
 
 def test_layers(minilm, minilm_tokenizer):
