@@ -135,5 +135,7 @@ def alternate(workers: List[Worker], job: dict, rounds: int) -> Dict[str, float]
 
 
 def command_line() -> str:
-    return "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute()
-                                 else sys.argv[0], *sys.argv[1:]])
+    """The command as typed from the repository root (`python -m bench ...` or `python bench/<script> ...`)."""
+    script = Path(sys.argv[0]).resolve()
+    entry = "-m bench" if script.name == "__main__.py" else str(script.relative_to(REPO))
+    return " ".join(["python", entry, *sys.argv[1:]])
