@@ -5,6 +5,7 @@
     python compare.py --layer 3 --json                  the same numbers as JSON
     python compare.py --plot compare.png                per-layer curves and similarity heatmaps (matplotlib)
     python compare.py --wic WIC_DIR [--split dev]       Word-in-Context accuracy, static vs every layer
+    python compare.py explain SENTENCE... --word W     a word's path through the layers (minibert.explain)
 
 The static table is GloVe (`--glove`: anything `glove.load` accepts; by default fse/glove-wiki-gigaword-100 from the
 Hugging Face cache or the Hub). Without one, the model's own input word-piece embeddings stand in for it.
@@ -124,7 +125,7 @@ def go_offline_if_unreachable(source: str) -> Optional[str]:
 
 def wordpiece_table(model: BertModel, tokenizer: Tokenizer) -> glove.GloVe:
     """The model's input word-piece embeddings (V, H) as a static table, one row per vocabulary entry."""
-    vocab = tokenizer._tokenizer.get_vocab(with_added_tokens=True)  # minibert's Tokenizer has no vocab accessor
+    vocab = tokenizer.get_vocab()
     table = model.weights.embeddings.word_embeddings  # (V, H)
     words = [w for w in sorted(vocab, key=vocab.get) if vocab[w] < len(table)]
     return glove.from_arrays(words, table[[vocab[w] for w in words]])
@@ -470,6 +471,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["explain"]:  # python compare.py explain "The cat chased the mouse." --word cat
+        from minibert.explain import main as explain_main
+        return explain_main(argv[1:], prog="compare.py explain")
     args = parse_args(argv)
     started = time.perf_counter()
     try:

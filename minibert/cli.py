@@ -3,6 +3,7 @@
     minibert encode --model M [--input FILE|-] --output OUT.npy [--batch-size 32] [--normalize]
     minibert info M
     minibert encode-corpus --model M --output DIR INPUTS... [--scheduler ADDRESS]   (minibert.distributed; needs dask)
+    minibert explain SENTENCE... --word W [--json] [--plot FILE.png]                (minibert.explain)
 
 Each command is a `register_<name>(commands)` function that adds its sub-parser and sets `run` to the function
 that carries it out (taking the parsed arguments, returning an exit status); COMMANDS lists them. minibert's own
@@ -23,6 +24,7 @@ from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import explain
 from .distributed import register_encode_corpus
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError
@@ -235,8 +237,14 @@ def run_info(args: argparse.Namespace) -> int:
 # The dispatcher
 # ----------------------------------------------------------------------------------------------------------------
 
+def register_explain(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("explain", help="follow a word through the layers", description=explain.DESCRIPTION)
+    explain.add_arguments(p)
+    p.set_defaults(run=lambda args: explain.run(args, p))
+
+
 COMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [register_encode, register_info,
-                                                                register_encode_corpus]
+                                                                register_encode_corpus, register_explain]
 
 
 def build_parser() -> argparse.ArgumentParser:

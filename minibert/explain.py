@@ -45,10 +45,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError, MinibertError
+from .contextual import WordLocation, locate
+from .errors import MinibertError
 from .hub import DEFAULT_MODEL
 from .model import BertModel
-from .tokenizer import Batch, Tokenizer
+from .tokenizer import Tokenizer
 
 Array = np.ndarray
 
@@ -67,39 +68,6 @@ DEFINITIONS = {
     "feed_forward_output_norm": "|FeedForward(x_att)| before the residual add and layer norm",
     "across": "cosine and distance between the word's vector in sentence 1 and in sentence k, per layer",
 }
-
-
-@dataclass(frozen=True)
-class WordLocation:
-    """Where the word sits: its characters and its word pieces."""
-
-    sentence: str
-    span: Tuple[int, int]  # characters [start, end) of the sentence
-    tokens: Tuple[int, ...]  # positions of its pieces in the tokenized sentence ([CLS] is position 0)
-    pieces: Tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return self.sentence[self.span[0]:self.span[1]]
-
-
-def locate_word(batch: Batch, sentence: str, word: str, occurrence: int = 0) -> WordLocation:
-    """The `occurrence`-th (0-based) whole-word, case-insensitive occurrence of `word`, found through the tokenizer's
-    word ids and offsets (a stand-in until the shared locator of `minibert.word_vectors` is available)."""
-    groups: dict = {}
-    for t, w in enumerate(batch.word_ids(0)):
-        if w is not None:
-            groups.setdefault(w, []).append(t)
-    offsets = batch.offsets(0)
-    spans = [(offsets[g[0]][0], offsets[g[-1]][1], tuple(g)) for g in groups.values()]
-    found = [x for x in spans if sentence[x[0]:x[1]].lower() == word.strip().lower()]
-    if not found:
-        raise InputError(f"word {word!r} not found (as a whole word, ignoring case) in sentence {sentence!r}")
-    if occurrence >= len(found):
-        raise InputError(f"word {word!r}: asked for occurrence {occurrence} (0-based) but sentence {sentence!r} "
-                         f"has only {len(found)}")
-    start, end, tokens = found[occurrence]
-    return WordLocation(sentence, (start, end), tokens, tuple(batch.tokens(0)[t] for t in tokens))
 
 
 @dataclass(frozen=True)
@@ -164,7 +132,7 @@ def explain(model: BertModel, tokenizer: Tokenizer, sentence: str, word: str, *,
     """Run `sentence` through the model and follow the `occurrence`-th (0-based) `word` through every layer.
     `heads`: how many top heads to rank per layer."""
     batch = tokenizer(sentence)
-    where = locate_word(batch, sentence, word, occurrence)
+    where = locate(tokenizer, [sentence], [(word, occurrence)], batch=batch)[0]
     trace: List[dict] = []
     out = model(**batch, output_hidden_states=True, output_attentions=True, trace=trace)
     hidden = [h[0] for h in out.hidden_states]  # L + 1 x (T, H)
@@ -326,10 +294,12 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
 # Command line
 # ----------------------------------------------------------------------------------------------------------------
 
-def parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description="For a word in one or more sentences, show layer by layer which tokens it attends "
-                               "to, how far its vector moved, and how much of that was attention vs feed-forward.")
+DESCRIPTION = ("For a word in one or more sentences, show layer by layer which tokens it attends to, how far its "
+               "vector moved, and how much of that was attention vs feed-forward.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line's arguments (shared by `compare.py explain` and `minibert explain`)."""
     p.add_argument("sentences", nargs="+", metavar="SENTENCE", help="one or more sentences that contain the word")
     p.add_argument("--word", required=True, help="the word to follow (whole word, case-insensitive)")
     p.add_argument("--occurrence", type=int, default=0,
@@ -339,13 +309,17 @@ def parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="tokens shown per attention row (default 5)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the text report")
     p.add_argument("--plot", metavar="FILE.png", help="write attention heatmaps (needs matplotlib)")
-    return p
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     """`explain` on the command line; returns the exit status (2 on bad input, with a one-line message)."""
-    p = parser(prog)
-    args = p.parse_args(argv)
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(p)
+    return run(p.parse_args(argv), p)
+
+
+def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """Carry out parsed `explain` arguments; `p` reports usage errors."""
     if args.occurrence < 0:
         p.error(f"--occurrence: expected 0 or more, got {args.occurrence}")
     if args.heads < 0 or args.top < 1:

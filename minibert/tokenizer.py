@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tokenizers import Encoding
@@ -90,6 +90,10 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> Dict[str, int]:
+        """Every token (word pieces and special tokens) with its id."""
+        return self._tokenizer.get_vocab(with_added_tokens=True)
 
     def __call__(self, text: TextInput, text_pair: Optional[TextInput] = None, *, max_length: Optional[int] = None,
                  truncation: bool = True) -> Batch:

@@ -16,8 +16,14 @@ CLASSIC = ["The cat sat on the mat.", "The cat chased the mouse."]
 
 
 def run_explain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "minibert.explain", *args], cwd=REPO, capture_output=True,
+    """`python compare.py explain ...`, as a user runs it."""
+    return subprocess.run([sys.executable, "compare.py", "explain", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
+
+
+def test_minibert_explain_subcommand_is_the_same_command():
+    from minibert.cli import main
+    assert main(["explain", "The cat sat.", "--word", "dog"]) == 2  # the explain command's own exit status
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,9 @@ def test_trace_records_each_sublayer(odd, odd_tokenizer):
         np.testing.assert_array_equal(t["after_feed_forward"], out.hidden_states[i + 1])
         assert t["attention_output"].shape == t["after_attention"].shape == t["feed_forward_output"].shape
         assert np.abs(t["after_attention"] - out.hidden_states[i]).max() > 1e-3
+
+
+def test_tokenizer_vocab(minilm_tokenizer):
+    vocab = minilm_tokenizer.get_vocab()
+    assert len(vocab) == minilm_tokenizer.vocab_size == 30522
+    assert vocab["[CLS]"] == 101 and vocab["cat"] == minilm_tokenizer("cat")["input_ids"][0, 1]
