@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import GloVeFormatError
-from .store import is_converted_folder, read_manifest
+from .store import is_converted_folder, open_folder
 
 
 def fingerprint(paths: list[Path], extra: str = "") -> str:
@@ -43,13 +43,18 @@ def default_cache_root() -> Path:
 
 
 def cache_is_valid(folder: Path, fp: str) -> bool:
-    """True when ``folder`` is a finished conversion of the source with fingerprint ``fp``."""
+    """True when ``folder`` is an intact conversion of the source with fingerprint ``fp``.
+
+    A damaged one (any file failing ``open_folder``'s checks) is not: the cache is derived data, so it is
+    rebuilt from the source rather than reported.
+    """
     if not is_converted_folder(folder):
         return False
     try:
-        return read_manifest(folder).get("source", {}).get("fingerprint") == fp
+        source = open_folder(folder).manifest.get("source")
     except GloVeFormatError:
         return False
+    return isinstance(source, dict) and source.get("fingerprint") == fp
 
 
 @contextlib.contextmanager

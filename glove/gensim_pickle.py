@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GloVeFormatError, UnsafePickleError
-from .store import TableWriter, check_words
+from .store import TableWriter, check_words, map_npy
 
 
 class _Record:
@@ -95,11 +95,9 @@ def read_keyed_vectors(path: Path) -> tuple[list[str], np.ndarray]:
     if vectors is None and "vectors" in state.get("__numpys", ()):
         npy = path.with_name(path.name + ".vectors.npy")
         try:
-            vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+            vectors = map_npy(npy)
         except FileNotFoundError:
             raise GloVeFormatError(path, f"the vectors are stored separately, but {npy.name} is missing") from None
-        except ValueError as e:
-            raise GloVeFormatError(npy, f"unreadable: {e}") from None
     if not isinstance(vectors, np.ndarray) or vectors.ndim != 2 or vectors.dtype.kind != "f":
         raise GloVeFormatError(path, f"no 2-D float 'vectors' array in the KeyedVectors (found {type(vectors).__name__})")
     if len(words) != len(vectors):

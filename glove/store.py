@@ -2,25 +2,30 @@
 
 A converted folder holds::
 
-    manifest.json      format name/version, shape, dtype, source fingerprint, duplicate count
+    manifest.json      format name/version, shape, dtype, source fingerprint, duplicate count, CRC-32 of the
+                       small files
     vectors.npy        float32 (V, D), row i is the vector of word i
     norms.npy          float32 (V,), L2 norm of each row (for cosine without touching a second table)
     words.txt          the V words, UTF-8, each followed by "\\n", in row order
     word_offsets.npy   int64 (V + 1,), byte offset of word i in words.txt; the last entry is the file size
     word_order.npy     int64 (V,), row indices sorted by the words' UTF-8 bytes (binary search, no dict to build)
 
-Nothing here is read eagerly: loading maps the files, so a 400,000-word table opens in milliseconds and its
-pages only become resident when a query touches them.
+Loading maps the files. The small ones (words, offsets, order, norms: ~11 MB for 400,000 words) are checked
+whole on opening (checksum and structure), so a damaged folder fails there with the file named; ``vectors.npy``
+is only checked against its header and size, its pages become resident when a query touches them, and queries
+check what they read (see ``GloVe``).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import mmap
 import os
 import shutil
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +36,9 @@ import numpy as np
 from .errors import GloVeFormatError
 
 FORMAT_NAME = "minibert-glove"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest records the small files' CRC-32
 MANIFEST = "manifest.json"
-_FILES = ("vectors.npy", "norms.npy", "words.txt", "word_offsets.npy", "word_order.npy")
+_CHECKSUMMED = ("norms.npy", "words.txt", "word_offsets.npy", "word_order.npy")
 # Data starts at this offset in vectors.npy: the header is rewritten once the row count is known.
 _NPY_HEADER_BYTES = 128
 
@@ -89,6 +94,19 @@ class Vocabulary:
         return cls(b"".join(e + b"\n" for e in encoded), offsets, order)
 
 
+TOO_LARGE = "NaN or infinite values, or values so large that the vector's length overflows float32"
+
+
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """float32 (n,) L2 norms of rows (n, D), the per-row reduction gensim's ``fill_norms`` does.
+
+    A norm is NaN or infinite exactly when the row holds NaN/inf or its squared length overflows float32;
+    such a row would turn cosines into NaN, so every writer refuses it (one ``isfinite`` checks all three).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.linalg.norm(rows, axis=1)
+
+
 def check_words(words: Sequence[object], where: object) -> None:
     """Raise ``GloVeFormatError`` unless ``words`` are non-empty, unique strings without newlines."""
     seen: set[object] = set()
@@ -120,12 +138,12 @@ class TableWriter:
         self._vectors.write(b"\0" * _NPY_HEADER_BYTES)
 
     def add(self, words: Sequence[str], rows: np.ndarray) -> None:
-        """Append ``len(words)`` rows, float32 (n, D)."""
+        """Append ``len(words)`` rows, float32 (n, D), whose norms the caller has checked to be finite."""
         rows = np.ascontiguousarray(rows, dtype="<f4")
         if rows.shape != (len(words), self.dim):
             raise ValueError(f"expected {len(words)} rows of {self.dim} values, got shape {rows.shape}")
         self._vectors.write(memoryview(rows).cast("B"))
-        self._norms.append(np.linalg.norm(rows, axis=1))  # the same per-row reduction gensim's fill_norms does
+        self._norms.append(row_norms(rows))
         self.words.extend(words)
         self._rows += len(words)
 
@@ -133,8 +151,9 @@ class TableWriter:
         """Append a whole (V, D) table chunk by chunk, so a mapped table is never all in memory at once."""
         for start in range(0, len(vectors), rows_per_chunk):
             rows = vectors[start : start + rows_per_chunk]
-            if not np.isfinite(rows).all():
-                raise GloVeFormatError(where, f"non-finite values in the vectors of rows {start}..{start + len(rows) - 1}")
+            bad = np.flatnonzero(~np.isfinite(row_norms(rows)))
+            if len(bad):
+                raise GloVeFormatError(where, f"row {start + bad[0]}: {TOO_LARGE}")
             self.add(words[start : start + len(rows)], rows)
 
     def commit(self, extra_manifest: dict[str, Any] | None = None) -> Path:
@@ -158,6 +177,7 @@ class TableWriter:
             "dtype": "float32",
             "zero_vectors": int(np.count_nonzero(norms == 0)),
             **(extra_manifest or {}),
+            "crc32": {name: _crc32(self.tmp / name) for name in _CHECKSUMMED},
         }
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", "utf-8")
         publish(self.tmp, self.dest)
@@ -188,6 +208,10 @@ def publish(tmp: Path, dest: Path) -> None:
     os.rename(tmp, dest)
 
 
+def _crc32(path: Path) -> int:
+    return zlib.crc32(path.read_bytes())
+
+
 def is_converted_folder(path: Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
@@ -205,7 +229,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise GloVeFormatError(path, f"not a {FORMAT_NAME} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise GloVeFormatError(
-            path, f"format version {manifest.get('format_version')!r}, this package reads {FORMAT_VERSION}"
+            path, f"format version {manifest.get('format_version')!r}, this package reads {FORMAT_VERSION}; "
+            "convert the source again"
         )
     return manifest
 
@@ -220,14 +245,38 @@ class MappedTable:
     manifest: dict[str, Any]
 
 
+def map_npy(path: Path) -> np.memmap:
+    """Memory-map a ``.npy`` file read-only.
+
+    ``FileNotFoundError`` passes through; anything else that is not one whole ``.npy`` file (bad magic or
+    header, pickled objects, a size that does not match the header) is a ``GloVeFormatError`` naming the file.
+    """
+    try:
+        arr = np.lib.format.open_memmap(path, mode="r")
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # numpy's header parser raises ValueError, EOFError, SyntaxError, tokenize.TokenError...
+        raise GloVeFormatError(path, f"not a readable .npy file ({type(e).__name__}: {e})") from None
+    size, expected = os.path.getsize(path), arr.offset + arr.nbytes
+    if size != expected:
+        raise GloVeFormatError(path, f"{size} bytes, but its header describes {arr.dtype} {arr.shape} ({expected} bytes)")
+    return arr
+
+
 def open_folder(folder: Path) -> MappedTable:
-    """Map a converted folder, checking every file against the manifest's shape (cheap: headers only)."""
+    """Map a converted folder and check it, raising ``GloVeFormatError`` naming the damaged file.
+
+    The small files must match the manifest's CRC-32 (so no byte of them changed since they were written) and,
+    against a crafted folder, be consistent (offsets, word terminators, UTF-8, row indices, finite norms); every
+    file must match the manifest's shape. ``vectors.npy`` is checked by its header and size only (it stays on disk).
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    try:
-        v, d = (int(x) for x in manifest["shape"])
-    except (KeyError, TypeError, ValueError):
-        raise GloVeFormatError(folder / MANIFEST, f"bad shape {manifest.get('shape')!r}") from None
+    _check_crc32(folder, manifest.get("crc32"))
+    shape = manifest.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(x) is int and x > 0 for x in shape)):
+        raise GloVeFormatError(folder / MANIFEST, f"shape {shape!r}; expected [words, dims], two positive integers")
+    v, d = shape
     expected = {
         "vectors.npy": ((v, d), np.float32),
         "norms.npy": ((v,), np.float32),
@@ -235,23 +284,66 @@ def open_folder(folder: Path) -> MappedTable:
         "word_order.npy": ((v,), np.int64),
     }
     arrays = {}
-    for name, (shape, dtype) in expected.items():
+    for name, (want, dtype) in expected.items():
         try:
-            arr = np.load(folder / name, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise GloVeFormatError(folder / name, f"unreadable: {e}") from None
-        if arr.shape != shape or arr.dtype != dtype:
+            arr = map_npy(folder / name)
+        except FileNotFoundError:
+            raise GloVeFormatError(folder / name, "missing") from None
+        if arr.shape != want or arr.dtype != dtype:
             raise GloVeFormatError(
-                folder / name, f"holds {arr.dtype} {arr.shape}, the manifest promises {np.dtype(dtype)} {shape}"
+                folder / name, f"holds {arr.dtype} {arr.shape}, the manifest promises {np.dtype(dtype)} {want}"
             )
         arrays[name] = arr.view(np.ndarray)  # plain ndarray over the map: no np.memmap overhead per access
+    _check_norms(folder / "norms.npy", arrays["norms.npy"], manifest.get("zero_vectors"))
+    offsets, order = arrays["word_offsets.npy"], arrays["word_order.npy"]
     words_path = folder / "words.txt"
-    with open(words_path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if v == 0:
-            raise GloVeFormatError(folder / MANIFEST, "the table is empty")
-        if size != int(arrays["word_offsets.npy"][-1]):
-            raise GloVeFormatError(words_path, f"{size} bytes, the offsets promise {int(arrays['word_offsets.npy'][-1])}")
-        blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    vocab = Vocabulary(blob, arrays["word_offsets.npy"], arrays["word_order.npy"])
+    try:
+        with open(words_path, "rb") as f:
+            blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:  # ValueError: mmap of an empty file
+        raise GloVeFormatError(words_path, f"unreadable ({e})") from None
+    _check_words_file(words_path, blob, offsets)
+    if order.min() < 0 or order.max() >= v:
+        raise GloVeFormatError(folder / "word_order.npy", f"holds row numbers outside 0..{v - 1}")
+    vocab = Vocabulary(blob, offsets, order)
     return MappedTable(arrays["vectors.npy"], arrays["norms.npy"], vocab, manifest)
+
+
+def _check_crc32(folder: Path, recorded: object) -> None:
+    """Each small file's CRC-32 must be the one the manifest recorded when the folder was written."""
+    if not isinstance(recorded, dict):
+        raise GloVeFormatError(folder / MANIFEST, f"crc32 {recorded!r}; expected the checksums of {', '.join(_CHECKSUMMED)}")
+    for name in _CHECKSUMMED:
+        try:
+            crc = _crc32(folder / name)
+        except FileNotFoundError:
+            raise GloVeFormatError(folder / name, "missing") from None
+        if crc != recorded.get(name):
+            raise GloVeFormatError(
+                folder / name, f"CRC-32 {crc}, the manifest records {recorded.get(name)!r}: the file changed since it was written"
+            )
+
+
+def _check_norms(path: Path, norms: np.ndarray, zero_vectors: object) -> None:
+    """norms (V,): finite, non-negative, with as many zeros as the manifest says (queries rely on that count)."""
+    bad = np.flatnonzero(~(np.isfinite(norms) & (norms >= 0)))
+    if len(bad):
+        raise GloVeFormatError(path, f"row {bad[0]}: norm {norms[bad[0]]}; expected a finite length >= 0")
+    zeros = int(np.count_nonzero(norms == 0))
+    if zeros != zero_vectors:
+        raise GloVeFormatError(path, f"{zeros} zero norms, the manifest promises zero_vectors = {zero_vectors!r}")
+
+
+def _check_words_file(path: Path, blob: mmap.mmap, offsets: np.ndarray) -> None:
+    """words.txt: V non-empty UTF-8 words, each ended by the file's only newlines, at the byte offsets given."""
+    size, v, data = len(blob), len(offsets) - 1, np.frombuffer(blob, np.uint8)
+    if offsets[0] != 0 or offsets[-1] != size or not (np.diff(offsets) >= 2).all():
+        raise GloVeFormatError(
+            path, f"{size} bytes; word_offsets.npy must rise from 0 to the file size by at least 2 bytes a word"
+        )
+    if not (data[offsets[1:] - 1] == ord("\n")).all() or np.count_nonzero(data == ord("\n")) != v:
+        raise GloVeFormatError(path, f"expected {v} words each ending in the file's only newlines, at word_offsets.npy")
+    try:
+        codecs.utf_8_decode(blob, "strict", True)
+    except UnicodeDecodeError as e:
+        raise GloVeFormatError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None

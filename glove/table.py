@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Union, overload
 
 import numpy as np
 
-from .errors import GloVeError
+from .errors import GloVeError, GloVeFormatError
 from .store import (
     MANIFEST,
     TableWriter,
@@ -18,10 +18,15 @@ from .store import (
     check_words,
     is_converted_folder,
     open_folder,
+    row_norms,
 )
 
 Key = Union[str, np.ndarray]
 """A word, or a (D,) vector, wherever ``most_similar`` takes words."""
+
+# A cosine computed in float32 from a row and its stored norm strays from [-1, 1] by ~1e-6 at most; further
+# means the row no longer matches its norm (a damaged vectors.npy).
+_MAX_COSINE = 1.001
 
 
 class WordNotFoundError(GloVeError, KeyError):
@@ -98,7 +103,8 @@ class GloVe:
 
     ``vectors`` is float32 (V, D), usually a read-only memory map; ``norms`` float32 (V,) holds each row's
     L2 norm. Queries follow gensim's arithmetic step by step, so ``most_similar`` and ``similarity`` give
-    gensim's results on the same table.
+    gensim's results on the same table. Opening does not read ``vectors``, so queries check what they read
+    from it: a damaged row raises ``GloVeFormatError`` instead of answering NaN.
     """
 
     def __init__(
@@ -142,10 +148,13 @@ class GloVe:
         vectors.flags.writeable = False
         if vectors.ndim != 2 or len(words) != vectors.shape[0] or not words:
             raise ValueError(f"need V >= 1 words and a (V, D) matrix; got {len(words)} words and shape {vectors.shape}")
-        if not np.isfinite(vectors).all():
-            raise ValueError("the vectors contain NaN or infinite values")
+        norms = row_norms(vectors)
+        if not np.isfinite(norms).all():
+            bad = int(np.flatnonzero(~np.isfinite(norms))[0])
+            raise ValueError(f"row {bad} of the vectors holds NaN or infinite values, or values so large that its "
+                             "length overflows float32")
         check_words(words, "from_arrays(words)")
-        return cls(vectors, np.linalg.norm(vectors, axis=1), Vocabulary.build(words), manifest={"source": {"kind": "arrays"}})
+        return cls(vectors, norms, Vocabulary.build(words), manifest={"source": {"kind": "arrays"}})
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the converted form into ``folder`` (atomically); ``GloVe.open``/``glove.load`` read it back."""
@@ -207,23 +216,39 @@ class GloVe:
     def __getitem__(self, word: str | Iterable[str]) -> np.ndarray:
         """float32 (D,) for a word, (n, D) for a list of words; a copy, safe to modify."""
         if isinstance(word, str):
-            return np.array(self.vectors[self.get_index(word)])
-        return self.vectors[[self.get_index(w) for w in word]].reshape(-1, self.dim)
+            return self._rows([self.get_index(word)])[0]
+        return self._rows([self.get_index(w) for w in word])
 
     def get(self, word: str, default: Any = None) -> np.ndarray | Any:
         i = self._vocab.index(word) if isinstance(word, str) else -1
-        return np.array(self.vectors[i]) if i >= 0 else default
+        return self._rows([i])[0] if i >= 0 else default
+
+    def _rows(self, rows: list[int]) -> np.ndarray:
+        """float32 (n, D): a checked copy of some rows of ``vectors``."""
+        out = self.vectors[rows].reshape(-1, self.dim)  # fancy indexing copies
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):
+            raise self._damaged(rows[bad[0]], "holds NaN or infinite values")
+        return out
+
+    def _damaged(self, row: int, problem: str) -> GloVeFormatError:
+        where = self.path / "vectors.npy" if self.path else "vectors"
+        return GloVeFormatError(
+            where, f"row {row} ({self._vocab.word(row)!r}) {problem}: the file is damaged; delete the folder and convert "
+            "the source again"
+        )
 
     # ------------------------------------------------------------------ similarity
 
     def _unit_row(self, i: int) -> np.ndarray:
         """float32 (D,): row ``i`` divided by its norm, as gensim's ``get_vector(norm=True)``."""
         n = self.norms[i]
-        return self.vectors[i] / n if n else np.zeros(self.dim, np.float32)
+        return self._rows([i])[0] / n if n else np.zeros(self.dim, np.float32)
 
     def similarity(self, w1: str, w2: str) -> float:
         """Cosine similarity of two words."""
-        return float(np.dot(_unitvec(self.vectors[self.get_index(w1)]), _unitvec(self.vectors[self.get_index(w2)])))
+        a, b = self._rows([self.get_index(w1), self.get_index(w2)])
+        return float(np.dot(_unitvec(a), _unitvec(b)))
 
     def most_similar(
         self, positive: Key | Sequence[Key] = (), negative: Key | Sequence[Key] = (), topn: int | None = 10
@@ -262,12 +287,19 @@ class GloVe:
         vec = np.asarray(vector, dtype=np.float32)
         if vec.shape != (self.dim,):
             raise ValueError(f"expected a vector of shape ({self.dim},), got {vec.shape}")
+        if not np.isfinite(row_norms(vec[None]))[0]:
+            raise ValueError("the vector holds NaN or infinite values, or values so large that its length overflows "
+                             "float32")
         return vec
 
     def _nearest(self, query: np.ndarray, topn: int | None, excluded: list[int]) -> list[tuple[str, float]] | np.ndarray:
         """Rank all rows by ``vectors @ query / norms``: one pass over the mapped table."""
         dists = self.vectors @ query
         dists /= self._divisor
+        bad = np.flatnonzero(~(np.abs(dists) <= _MAX_COSINE))  # also catches NaN
+        if len(bad):
+            self._rows([int(bad[0])])  # a row holding NaN/inf is named as such
+            raise self._damaged(int(bad[0]), f"does not match its norm in norms.npy (cosine {dists[bad[0]]:.3g})")
         if topn is None:
             return dists
         best = top_indices(dists, topn + len(excluded))
@@ -308,7 +340,7 @@ class GloVe:
                 raise self._missing(w)
         if not rows:
             raise WordNotFoundError(str(words[:5]), f"none of the {len(words)} words is in the vocabulary: {oov[:10]}")
-        return MeanVector(self.vectors[rows].mean(axis=0, dtype=np.float64).astype(np.float32), oov)
+        return MeanVector(self._rows(rows).mean(axis=0, dtype=np.float64).astype(np.float32), oov)
 
 
 def top_indices(scores: np.ndarray, k: int, block: int = 256) -> np.ndarray:

@@ -21,6 +21,7 @@ import re
 import threading
 import warnings
 import zipfile
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,7 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import GloVeFormatError
-from .store import TableWriter
+from .store import TableWriter, row_norms
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(done, total)`` in bytes of the source file."""
@@ -69,7 +70,7 @@ def _open_binary(src: TextSource) -> Iterator[tuple[IO[bytes], int, Callable[[],
         raw.seek(0)
         size = os.fstat(raw.fileno()).st_size
         if magic.startswith(b"PK\x03\x04"):
-            with zipfile.ZipFile(raw) as zf, zf.open(zip_member(zf, src)) as member:
+            with _zip_member(raw, src) as (zf, member):
                 info = zf.getinfo(member.name)
                 yield member, info.compress_size, lambda: min(raw.tell(), info.compress_size)
             return
@@ -81,6 +82,18 @@ def _open_binary(src: TextSource) -> Iterator[tuple[IO[bytes], int, Callable[[],
         else:
             with opener(raw) as stream:
                 yield stream, size, raw.tell
+
+
+@contextlib.contextmanager
+def _zip_member(raw: IO[bytes], src: TextSource) -> Iterator[tuple[zipfile.ZipFile, IO[bytes]]]:
+    """The archive ``raw`` and its chosen member, opened; ``GloVeFormatError`` if it only starts like a zip."""
+    with contextlib.ExitStack() as stack:
+        try:
+            zf = stack.enter_context(zipfile.ZipFile(raw))
+            member = stack.enter_context(zf.open(zip_member(zf, src)))
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+            raise GloVeFormatError(src.path, f"not a readable zip archive ({type(e).__name__}: {e})") from None
+        yield zf, member
 
 
 def zip_member(zf: zipfile.ZipFile, src: TextSource) -> str:
@@ -123,7 +136,7 @@ def _line_chunks(stream: IO[bytes], path: Path, progress: Callable[[], None]) ->
         while True:
             block = blocks.get()
             if isinstance(block, BaseException):
-                if isinstance(block, (EOFError, OSError, zipfile.BadZipFile, lzma.LZMAError)):
+                if isinstance(block, (EOFError, OSError, zipfile.BadZipFile, lzma.LZMAError, zlib.error)):
                     raise GloVeFormatError(path, f"corrupt or truncated compressed data: {block}") from block
                 raise block
             if block is None:
@@ -162,6 +175,10 @@ def _value_problem(values: list[bytes], dim: int) -> str | None:
             return f"value {token.decode('utf-8', 'backslashreplace')!r} is not a number"
         if not np.isfinite(float(token)):
             return f"value {token.decode()!r} is not finite"
+    with np.errstate(over="ignore"):
+        row = np.array([[float(t) for t in values]], np.float32)
+    if not np.isfinite(row_norms(row)[0]):
+        return "values so large that the vector's length overflows float32"
     return None
 
 
@@ -241,7 +258,7 @@ class _ChunkParser:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 rows = np.loadtxt(values, dtype=np.float32, delimiter=" ", comments=None, quotechar=None, ndmin=2)
-            if rows.shape == (len(values), self.dim) and np.isfinite(rows).all():
+            if rows.shape == (len(values), self.dim) and np.isfinite(row_norms(rows)).all():
                 return rows
         except (ValueError, UserWarning):
             pass

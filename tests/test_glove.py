@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import json
 import os
 import subprocess
+import re
+import shutil
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +20,6 @@ import pytest
 
 import glove
 from glove import GloVeFormatError
-from glove.store import open_folder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glove"
 REPO = Path(__file__).resolve().parent.parent
@@ -168,6 +171,9 @@ BAD_CASES = {
     "not utf-8": (b"a 1 2 3\ncaf\xe9 1 2 3\n", 2, r"not valid UTF-8", "caf\\xe9 1 2 3"),
     "blank line": (b"a 1 2 3\n\nb 1 2 3\n", 2, r"blank line", ""),
     "empty word": (b"a 1 2 3\n 1 2 3\n", 2, r"expected a word and 3 values, found 3 fields", " 1 2 3"),
+    # Finite in float32, but the squared length is not: the norm would be inf and cosines NaN.
+    "too large": (b"a 1 2 3\nb 1 2e19 3\n", 2, r"values so large that the vector's length overflows float32", "b 1 2e19"),
+    "beyond float32": (b"a 1 2 3\nb 1 1e39 3\n", 2, r"values so large that the vector's length overflows float32", "b 1 1e"),
 }
 
 
@@ -208,6 +214,38 @@ def test_truncated_gzip(tmp_path, cache, small):
     src = write_table(tmp_path / "t.txt.gz", *small)
     src.write_bytes(src.read_bytes()[:-30])
     with pytest.raises(GloVeFormatError, match="corrupt or truncated"):
+        glove.load(src, cache_dir=cache)
+
+
+def test_corrupt_deflate_data_in_a_gzip(tmp_path, cache, small):
+    src = write_table(tmp_path / "t.txt.gz", *small)
+    data = bytearray(src.read_bytes())
+    data[12] ^= 0xFF  # the first byte of the deflate stream: zlib.error, not one of gzip's own exceptions
+    src.write_bytes(data)
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(src))}: corrupt or truncated compressed data: Error -3 "
+                                               r"while decompressing data: invalid code lengths set$"):
+        glove.load(src, cache_dir=cache)
+
+
+@pytest.mark.parametrize("data,problem", [
+    (b"PK\x03\x04", "BadZipFile: File is not a zip file"),
+    (b"PK\x03\x04 1 2 3\nb 4 5 6\n", "BadZipFile: File is not a zip file"),
+])
+def test_text_that_starts_like_a_zip(tmp_path, cache, data, problem):
+    src = tmp_path / "vectors.txt"
+    src.write_bytes(data)
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(src))}: not a readable zip archive \({problem}\)$"):
+        glove.load(src, cache_dir=cache)
+
+
+def test_zip_with_a_damaged_member_header(tmp_path, cache, small):
+    src = tmp_path / "t.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("t.txt", write_table(tmp_path / "t.txt", *small).read_bytes())
+    data = src.read_bytes()
+    src.write_bytes(data[:30] + b"u" + data[31:])  # the member's own header renames it; the directory is intact
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(src))}: not a readable zip archive \(BadZipFile: "
+                                               r"File name in directory 't\.txt' and header b'u\.txt' differ\.\)$"):
         glove.load(src, cache_dir=cache)
 
 
@@ -275,11 +313,140 @@ def test_a_folder_without_manifest_is_not_trusted(tmp_path, cache, small):
         glove.load(g.path)
 
 
-def test_converted_folder_files_are_checked_against_the_manifest(tmp_path, cache, small):
-    g = glove.load(write_table(tmp_path / "t.txt", *small), cache_dir=cache)
-    np.save(g.path / "norms.npy", np.zeros(3, np.float32))
-    with pytest.raises(GloVeFormatError, match=r"norms.npy.*\(3,\).*promises"):
-        open_folder(g.path)
+# ------------------------------------------------------------------------------------------ damaged converted folders
+
+
+def tamper(folder: Path, name: str, data: bytes) -> Path:
+    """Replace a file of a converted folder *and* record its new CRC-32: a crafted folder, not a damaged one."""
+    (folder / name).write_bytes(data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if name in manifest["crc32"]:
+        manifest["crc32"][name] = zlib.crc32(data)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder / name
+
+
+@pytest.fixture
+def saved(tmp_path, small) -> Path:
+    return glove.from_arrays(*small).save(tmp_path / "table")
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["words.txt", "norms.npy", "word_offsets.npy", "word_order.npy"])
+def test_any_changed_byte_of_a_small_file_is_caught(saved, name):
+    path = saved / name
+    data = bytearray(path.read_bytes())
+    recorded = zlib.crc32(data)
+    data[-2] ^= 0x01  # in words.txt, "new-york" -> "new-yorj": still valid and sorted, only the checksum can tell
+    path.write_bytes(data)
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(path))}: CRC-32 {zlib.crc32(data)}, the manifest "
+                                               rf"records {recorded}: the file changed since it was written$"):
+        glove.load(saved)
+
+
+def test_a_damaged_cache_is_rebuilt_from_its_text_source(tmp_path, cache, small):
+    src = write_table(tmp_path / "t.txt", *small)
+    folder = glove.load(src, cache_dir=cache).path
+    (folder / "words.txt").write_bytes(b"\xff" * 10)
+    (folder / "vectors.npy").write_bytes(b"\x93NUMPY\x01\x00")
+    g = glove.load(src, cache_dir=cache)
+    assert g.path == folder and list(g.index_to_key) == small[0]
+    assert np.array_equal(g.vectors, reference_parse(src)[1])
+
+
+def npy_header_damage(raw: bytes) -> bytes:
+    return raw.replace(b"(53, 7)", b"(53, 7 ", 1)  # same size; the header no longer parses (tokenize.TokenError)
+
+
+@pytest.mark.parametrize("name,damage,message", [
+    ("vectors.npy", lambda raw: raw[:8], r"not a readable \.npy file \(ValueError: EOF: reading array header length, "
+                                         r"expected 2 bytes got 0\)"),
+    ("vectors.npy", npy_header_damage, r"not a readable \.npy file \(TokenError: \('EOF in multi-line statement'"),
+    ("vectors.npy", lambda raw: raw + b"\0", r"1613 bytes, but its header describes float32 \(53, 7\) \(1612 bytes\)"),
+    ("vectors.npy", lambda raw: raw.replace(b"<f4", b"<f8"), r"not a readable \.npy file \(ValueError: mmap length is "
+                                                           r"greater than file size\)"),
+    ("norms.npy", lambda raw: npy_bytes(np.zeros(3, np.float32)), r"holds float32 \(3,\), the manifest promises "
+                                                                  r"float32 \(53,\)"),
+    ("norms.npy", lambda raw: npy_bytes(np.full(53, np.nan, np.float32)), r"row 0: norm nan; expected a finite length >= 0"),
+    ("norms.npy", lambda raw: npy_bytes(np.zeros(53, np.float32)), r"53 zero norms, the manifest promises zero_vectors = 0"),
+    ("words.txt", lambda raw: b"\xff" + raw[1:], r"not valid UTF-8 \(invalid start byte at byte 0\)"),
+    ("words.txt", lambda raw: raw.replace(b"w1\n", b"w\n1", 1), r"expected 53 words each ending in the file's only "
+                                                               r"newlines, at word_offsets\.npy"),
+    ("words.txt", lambda raw: raw + b"x\n", r"\d+ bytes; word_offsets\.npy must rise from 0 to the file size by at "
+                                           r"least 2 bytes a word"),
+    ("word_order.npy", lambda raw: npy_bytes(np.arange(53) + 1), r"holds row numbers outside 0\.\.52"),
+    ("word_offsets.npy", lambda raw: npy_bytes(np.zeros(54, np.int64)), r"\d+ bytes; word_offsets\.npy must rise from 0 "
+                                                                        r"to the file size"),
+])
+def test_a_crafted_folder_fails_naming_the_file(saved, name, damage, message):
+    path = tamper(saved, name, damage((saved / name).read_bytes()))
+    where = saved / "words.txt" if name == "word_offsets.npy" else path  # the words file is what the offsets fail
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(where))}: {message}"):
+        glove.load(saved)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("crc32"), r"crc32 None; expected the checksums of norms\.npy, words\.txt, word_offsets\.npy, "
+                               r"word_order\.npy"),
+    (lambda m: m.update(shape=[53, "7"]), r"shape \[53, '7'\]; expected \[words, dims\], two positive integers"),
+    (lambda m: m.update(format_version=1), r"format version 1, this package reads 2; convert the source again"),
+])
+def test_a_crafted_manifest_fails_naming_it(saved, edit, message):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    edit(manifest)
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(saved / 'manifest.json'))}: {message}$"):
+        glove.load(saved)
+
+
+def set_vector_value(folder: Path, row: int, value: float) -> None:
+    """Damage one value of vectors.npy in place (not checked on opening: the table stays on disk)."""
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r+")
+    vectors[row, 2] = value
+    vectors.flush()
+
+
+def test_a_non_finite_row_in_vectors_fails_the_query_that_reads_it(saved):
+    set_vector_value(saved, 3, np.nan)
+    g = glove.load(saved)
+    message = rf"^{re.escape(str(saved / 'vectors.npy'))}: row 3 \('w3'\) holds NaN or infinite values: the file is " \
+              r"damaged; delete the folder and convert the source again$"
+    assert g["w4"].shape == (7,) and "w3" in g  # other rows and the vocabulary still work
+    for query in (lambda: g["w3"], lambda: g.get("w3"), lambda: g[["w1", "w3"]], lambda: g.similarity("w3", "w1"),
+                  lambda: g.most_similar("w1"), lambda: g.mean_vector("w1 w3"), lambda: g.doesnt_match(["w1", "w3"])):
+        with pytest.raises(GloVeFormatError, match=message):
+            query()
+
+
+def test_a_huge_value_in_vectors_fails_instead_of_giving_nan(saved):
+    set_vector_value(saved, 5, 3e38)  # finite, but the row no longer matches its norm; its products overflow
+    g = glove.load(saved)
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(saved / 'vectors.npy'))}: row 5 \('w5'\) does not "
+                                               r"match its norm in norms\.npy \(cosine .*\): the file is damaged"):
+        g.most_similar("w1")
+
+
+def test_query_vectors_must_be_finite(small):
+    g = glove.from_arrays(*small)
+    for vector in (np.full(7, np.nan), np.full(7, 1e30)):
+        with pytest.raises(ValueError, match=r"^the vector holds NaN or infinite values, or values so large that its "
+                                             r"length overflows float32$"):
+            g.most_similar_by_vector(vector)
+
+
+def test_a_damaged_gensim_vectors_file(tmp_path):
+    src = FIXTURES / "gensim" / "glove-small.model"
+    shutil.copy(src, tmp_path / "g.model")
+    npy = tmp_path / "g.model.vectors.npy"
+    npy.write_bytes((src.parent / (src.name + ".vectors.npy")).read_bytes()[:60])
+    with pytest.raises(GloVeFormatError, match=rf"^{re.escape(str(npy))}: not a readable \.npy file \(ValueError: EOF: "
+                                               r"reading array header, expected \d+ bytes got 50\)$"):
+        glove.load(tmp_path / "g.model", cache_dir=tmp_path / "cache")
 
 
 CONCURRENT = """
@@ -341,8 +508,10 @@ def test_from_arrays_validates(small):
         glove.from_arrays(["a", "b"], np.ones((3, 3)))
     with pytest.raises(ValueError, match="line breaks"):
         glove.from_arrays(["a\nb"], np.ones((1, 3)))
-    with pytest.raises(ValueError, match="NaN"):
-        glove.from_arrays(["a"], np.full((1, 3), np.nan))
+    for bad in (np.nan, 1e20):
+        with pytest.raises(ValueError, match=r"^row 1 of the vectors holds NaN or infinite values, or values so large "
+                                             r"that its length overflows float32$"):
+            glove.from_arrays(["a", "b"], [[1, 2, 3], [1, bad, 3]])
 
 
 def test_save_and_reload(tmp_path, small):
