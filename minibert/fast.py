@@ -12,7 +12,9 @@ three changes of arrangement and no change of meaning:
    otherwise each stream the whole (S, I) activation through memory.
 3. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
    single-thread mode: NumPy releases the GIL inside matrix products and ufuncs, so the cores work in parallel
-   on everything, element-wise work included, with no synchronisation between layers.
+   on everything, element-wise work included, with no synchronisation between layers. A single long sequence
+   is split by rows instead, except in attention. (OpenBLAS's own threads cost more than they give on small
+   products, and collapse when the machine is busy: bench/RESULTS.md.)
 
 Positions where attention_mask is 0 come back as zeros (the reference pass computes vectors there as
 transformers does; they mean nothing and every user masks them out).
@@ -39,7 +41,7 @@ Array = np.ndarray
 
 ROW_BLOCK = 128  # rows of (S, I) per feed-forward block: (128, 1536) float32 is 768 KiB, inside a 1-2 MiB L2
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
-SMALL_INPUT = 64  # fewer real tokens than this run with the BLAS on one thread
+SMALL_INPUT = 64  # fewer real tokens than this run on one thread
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
 
@@ -216,8 +218,8 @@ def _product(a: Array, w: Array, out: Optional[Array] = None) -> Array:
     return out
 
 
-def _row_blocks(n: int) -> List[slice]:
-    return [slice(r, min(r + ROW_BLOCK, n)) for r in range(0, n, ROW_BLOCK)]
+def _row_blocks(start: int, stop: int) -> List[slice]:
+    return [slice(r, min(r + ROW_BLOCK, stop)) for r in range(start, stop, ROW_BLOCK)]
 
 
 def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array, weights: BertWeights,
@@ -229,19 +231,37 @@ def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array,
     return layer_norm_(x, w.layer_norm_weight, w.layer_norm_bias, eps, np.empty_like(x))
 
 
-def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array) -> Array:
-    """model.encoder_layer on packed tokens.  x: (S, H) -> out: (S, H) (out must not be x)."""
+def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array,
+                         workers: int = 1) -> Array:
+    """model.encoder_layer on packed tokens.  x: (S, H) -> out: (S, H) (out must not be x).
+
+    With workers > 1 (one long sequence: nothing to split by sequence), the per-token work is split by rows over
+    that many threads; the caller has the BLAS single-threaded.
+    """
     S, H = x.shape
-    eps, act = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act]
-    qkv = matmul(x, w.qkv_weight)  # (S, 3H)
-    qkv += w.qkv_bias
+    ranges = _split_rows(S, workers)
+    qkv = np.empty((S, 3 * H), dtype=np.float32)
+
+    def project(r: slice) -> None:
+        matmul(x[r], w.qkv_weight, out=qkv[r])  # (rows, 3H)
+        qkv[r] += w.qkv_bias
+
+    _each(project, ranges)
     context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((S, H), dtype=np.float32))
     del qkv
-    rows = _row_blocks(S)
-    n = max(r.stop - r.start for r in rows)
+    _each(lambda r: _dense_rows(x, context, w, config, out, r), ranges)
+    return out
+
+
+def _dense_rows(x: Array, context: Array, w: LayerWeights, config: BertConfig, out: Array, rows: slice) -> None:
+    """Rows `rows` of a layer after attention: output projection, residual, layer norm, feed-forward, residual,
+    layer norm; block by block, each block's element-wise work done while it is in cache.  Writes out[rows]."""
+    eps, act, H = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act], x.shape[1]
+    blocks = _row_blocks(rows.start, rows.stop)
+    n = max(r.stop - r.start for r in blocks)
     scratch_h, a_block = np.empty((n, H), dtype=np.float32), np.empty((n, H), dtype=np.float32)
     inner = [np.empty((n, w.intermediate_bias.shape[0]), dtype=np.float32) for _ in range(4)]
-    for r in rows:  # attention output, residual, layer norm; then the feed-forward; block by block in cache
+    for r in blocks:
         m = r.stop - r.start
         a = matmul(context[r], w.attention_output_weight, out=a_block[:m])
         a += w.attention_output_bias
@@ -254,11 +274,24 @@ def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: Bert
         f += w.output_bias
         f += a
         layer_norm_(f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps, scratch_h[:m])
-    return out
+
+
+def _split_rows(n: int, parts: int) -> List[slice]:
+    """`parts` contiguous row ranges of about equal size (fewer if n is small)."""
+    cuts = sorted(set(round(n * k / parts) for k in range(parts + 1)))
+    return [slice(a, b) for a, b in zip(cuts, cuts[1:])]
+
+
+def _each(fn: Callable[[slice], None], ranges: List[slice]) -> None:
+    """fn(r) for every range: the first on this thread, the others on the pool."""
+    futures = [_pool(len(ranges) - 1).submit(fn, r) for r in ranges[1:]] if len(ranges) > 1 else []
+    fn(ranges[0])
+    for f in futures:
+        f.result()
 
 
 def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertConfig,
-                   hidden_states: Optional[List[Array]] = None) -> Array:
+                   hidden_states: Optional[List[Array]] = None, workers: int = 1) -> Array:
     """All layers on packed tokens.  x: (S, H) embeddings -> (S, H) last hidden state.
 
     If `hidden_states` is given (L + 1 arrays (S, H)), each layer's output is copied into it after the embeddings.
@@ -267,7 +300,7 @@ def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertC
     if hidden_states is not None:
         hidden_states[0][...] = x
     for i, layer in enumerate(weights.layers):
-        x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare), x
+        x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare, workers=workers), x
         if hidden_states is not None:
             hidden_states[i + 1][...] = x
     return x
@@ -408,21 +441,19 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
         if output_hidden_states else None
     last = np.empty((S, H), dtype=np.float32)
 
-    def run(b0: int, b1: int) -> None:
+    def run(b0: int, b1: int, workers: int = 1) -> None:
         r = slice(int(packing.offsets[b0]), int(packing.offsets[b1]))
         part_hidden = None if hidden is None else [h[r] for h in hidden]
         last[r] = packed_encoder(x[r], packing.offsets[b0:b1 + 1] - packing.offsets[b0], weights, config,
-                                 part_hidden)
+                                 part_hidden, workers)
 
     threads = num_threads() if threads is None else threads
     parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else [(0, len(packing.lengths))]
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S and S < SMALL_INPUT:
-        with _single_threaded_blas():  # a few rows: waking BLAS threads costs more than it gives
-            run(0, len(packing.lengths))
-    elif S:
-        run(0, len(packing.lengths))
+    elif S:  # one sequence: its rows split over our threads (a few rows: one thread; waking threads costs more)
+        with _single_threaded_blas():
+            run(0, len(packing.lengths), threads if S >= SMALL_INPUT and _blas().available else 1)
     return last, packing, hidden
 
 

@@ -55,6 +55,15 @@ def test_packed_forward_equals_reference_without_padding(request, model_name, th
         assert np.abs(ours - theirs.reshape(ours.shape)).max() <= HIDDEN_TOL[model_name]
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_one_long_sequence_split_by_rows_equals_reference(minilm, threads):
+    ids, _, types = random_batch(minilm, 1, 150, seed=8)
+    mask = np.ones_like(ids)
+    ref = bert_forward(ids, mask, types, minilm.weights, minilm.config)
+    last, _, _ = fast.packed_forward(ids, mask, types, minilm.weights, minilm.config, threads=threads)
+    assert np.abs(last - ref.last_hidden_state[0]).max() <= HIDDEN_TOL["minilm"]
+
+
 @pytest.mark.parametrize("model_name", ["minilm", "odd"])
 @pytest.mark.parametrize("holes", [False, True])
 def test_packed_forward_equals_reference_on_padded_batch(request, model_name, holes):
