@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import pickle
+import socket
 import sys
 import tempfile
 import uuid
@@ -46,8 +47,11 @@ from .hub import DEFAULT_MODEL
 FORMAT = "minibert-embeddings/1"
 JSON_SUFFIXES = (".jsonl", ".ndjson")
 PathLike = Union[str, os.PathLike]
-# Set in every worker of the LocalCluster encode_corpus starts: one core per worker process.
-WORKER_ENV = {"MINIBERT_NUM_THREADS": "1"}
+# Set in every worker of the LocalCluster encode_corpus starts. One core per worker process. And glibc's malloc
+# thresholds at their adaptive ceilings: Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which (mallopt(3)) freezes the
+# mmap threshold at 128 KiB, so each large temporary array of the forward pass would be mmap-ed and faulted anew.
+WORKER_ENV = {"MINIBERT_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+              "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,9 +146,13 @@ def read_partition(part: Partition, *, text_field: str = "text") -> Tuple[List[s
     A line is bad when it is not UTF-8, is blank (plain text) or, in a JSON-lines file (.jsonl/.ndjson),
     is not a JSON object with a string `text_field`.
     """
-    with open(part.source, "rb") as f:
-        f.seek(part.start)
-        data = f.read(part.end - part.start)
+    try:
+        with open(part.source, "rb") as f:
+            f.seek(part.start)
+            data = f.read(part.end - part.start)
+    except FileNotFoundError:
+        raise InputError(f"{part.source}: not found on {socket.gethostname()}; every worker must see the inputs at "
+                         "the same path (a shared file system)") from None
     if hashlib.sha256(data).hexdigest() != part.source_sha256:
         raise InputError(f"{part.source}: lines {part.first_line}-{part.last_line} changed while being encoded; "
                          "run again on the finished file")
@@ -256,10 +264,13 @@ def encode_partition(part: Partition, encoder_blob: bytes, shards: str, model_id
         more = f" (and {len(bad) - 1} more bad lines in lines {part.first_line}-{part.last_line})" if bad[1:] else ""
         raise InputError(f"{part.source}:{number}: {reason}{more}; pass errors='skip' to leave such lines out "
                          "(they are listed in the manifest)")
+    folder = Path(shards)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: output folder not found on {socket.gethostname()}; every worker must see it at "
+                         "the same path (a shared file system)")
     encoder = _worker_encoder(encoder_blob)
     vectors = np.ascontiguousarray(encoder.encode(texts, batch_size=batch_size, show_progress_bar=False,
                                                   normalize_embeddings=normalize_embeddings), dtype=np.float32)
-    folder = Path(shards)
     shard = folder / f"{part.name}.npy"
     _write_atomic(shard, lambda f: np.save(f, vectors, allow_pickle=False))
     manifest = {**_expected_manifest(part, model_id), "count": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
@@ -354,8 +365,7 @@ def _model_id(encoder, normalize_embeddings: bool) -> Dict[str, Any]:
 @contextmanager
 def _local_client():
     """A LocalCluster sized to the machine and its Client, closed on exit: one single-threaded worker process
-    per core (Dask's nanny already sets each worker's BLAS to one thread; MINIBERT_NUM_THREADS does the same for
-    the forward pass's own threads, so that workers do not fight over cores)."""
+    per core (Dask's nanny sets each worker's BLAS to one thread, WORKER_ENV the forward pass's own threads)."""
     Client, LocalCluster = _dask("Client", "LocalCluster")
     with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env=WORKER_ENV) as cluster, Client(cluster) as client:
@@ -363,17 +373,28 @@ def _local_client():
 
 
 def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id, options, show_progress_bar):
-    """Submit one task per partition and wait for all; the first task error cancels the rest and is raised."""
+    """Submit one task per partition and wait for all. A task error cancels the later partitions and, once the
+    earlier ones are done, the error of the first failed partition in input order is raised."""
     as_completed, = _dask("as_completed")
     run = uuid.uuid4().hex[:12]  # fresh keys: a finished run's results, still held by the scheduler, are not reused
     futures = [client.submit(encode_partition, p, blob, shards, model_id, **options,
                              key=f"minibert-encode-{run}-{p.name}")
                for p in todo]
+    position = {f.key: i for i, f in enumerate(futures)}
     progress = _progress(len(todo), show_progress_bar)
+    failed = None  # the first failed partition in input order: the error reported is the same on every run
     try:
         for future in as_completed(futures):
-            future.result()  # re-raises a task's InputError here, with its message
-            progress.update(1)
+            if future.status == "error" and (failed is None or position[future.key] < failed):
+                failed = position[future.key]
+                client.cancel(futures[failed + 1:])
+            elif future.status == "finished":
+                progress.update(1)
+            if failed is not None and all(f.done() for f in futures[:failed]):
+                break
+        if failed is not None:
+            earlier = next((f for f in futures[:failed] if f.status == "error"), futures[failed])
+            earlier.result()  # re-raises the task's InputError here, with its message
     except BaseException:
         client.cancel(futures)
         raise
