@@ -253,9 +253,9 @@ def select_bert_tensors(stored: Dict[str, StoredTensor], config: BertConfig, whe
     # Check the layer count before listing every expected tensor: a corrupt config could ask for a billion layers.
     L = config.num_hidden_layers
     if not any(n.startswith(f"encoder.layer.{L - 1}.") for n in by_name):
-        stored = {n.split(".")[2] for n in by_name if n.startswith("encoder.layer.")}
+        layers = {n.split(".")[2] for n in by_name if n.startswith("encoder.layer.")}
         raise CheckpointError(f"{where}: the config asks for num_hidden_layers = {L}, but the checkpoint stores "
-                              f"{len(stored)} layer(s) (no tensor 'encoder.layer.{L - 1}.*')")
+                              f"{len(layers)} layer(s) (no tensor 'encoder.layer.{L - 1}.*')")
     H = config.hidden_size
     shapes = expected_shapes(config)
     pooler = [n for n in POOLER_SHAPES if n in by_name]
