@@ -7,9 +7,10 @@ three changes of arrangement and no change of meaning:
    sequences' lengths, for every per-token step (embeddings, projections, layer norms, feed-forward); only
    attention needs the per-sequence layout, and there each sequence attends over exactly its own tokens, so no
    mask is needed. Padding costs nothing, and a sentence gives the same vector alone or in any batch.
-2. Element-wise work is done in place (`out=`) on row blocks small enough to stay in the core's cache, right
-   after the matrix product that produced them: GELU on a (rows, I) block costs ~20 NumPy passes, which would
-   otherwise each stream the whole (S, I) activation through memory.
+2. Element-wise work is done in place (`out=`) on blocks of ROW_BLOCK rows, right after the matrix product that
+   produced them: GELU on a (rows, I) block costs ~20 NumPy passes over memory still warm from the product,
+   instead of ~20 passes streaming the whole (S, I) activation (a smaller block would stay in L2, but the BLAS
+   re-packs the weight matrix for every block, and 512 rows measured fastest).
 3. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
    single-thread mode: NumPy releases the GIL inside matrix products and ufuncs, so the cores work in parallel
    on everything, element-wise work included, with no synchronisation between layers. A single long sequence
@@ -39,9 +40,10 @@ from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
 
 Array = np.ndarray
 
-ROW_BLOCK = 128  # rows of (S, I) per feed-forward block: (128, 1536) float32 is 768 KiB, inside a 1-2 MiB L2
+ROW_BLOCK = 512  # rows per feed-forward block: larger blocks re-pack each weight matrix less often (measured
+#                  best of 128-4096 on MiniLM and bert-base: +10-16% over 128, bench/RESULTS.md)
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
-SMALL_INPUT = 64  # fewer real tokens than this run on one thread
+SMALL_INPUT = 64  # one sequence shorter than this is left to the BLAS's own threads (too few rows to split)
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
 
@@ -451,9 +453,11 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else [(0, len(packing.lengths))]
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S:  # one sequence: its rows split over our threads (a few rows: one thread; waking threads costs more)
+    elif S >= SMALL_INPUT and threads > 1 and _blas().available:  # one long sequence: its rows over our threads
         with _single_threaded_blas():
-            run(0, len(packing.lengths), threads if S >= SMALL_INPUT and _blas().available else 1)
+            run(0, len(packing.lengths), threads)
+    elif S:  # a short one: too few rows to split; the BLAS's own threads share each product (measured 1.4x at T=16)
+        run(0, len(packing.lengths))
     return last, packing, hidden
 
 
