@@ -15,6 +15,7 @@ Writes into tests/fixtures/glove/:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,14 @@ def main() -> None:
 
     kv = KeyedVectors.load_word2vec_format(str(text), binary=False, no_header=True)
     (OUT / "gensim").mkdir(exist_ok=True)
-    kv.save(str(OUT / "gensim" / "glove-small.model"), sep_limit=0)  # before most_similar fills the norms
+    # gensim logs every load and save, with absolute paths, inside the pickle: keep this machine's paths out.
+    kv.lifecycle_events = []
+    cwd = os.getcwd()
+    os.chdir(OUT / "gensim")
+    try:
+        kv.save("glove-small.model", sep_limit=0)  # before most_similar fills the norms
+    finally:
+        os.chdir(cwd)
 
     queries = ["the", "king", "Paris", "café", "w000", "w123", "w389"]
     analogies = [(["queen", "man"], ["king"]), (["w001", "w002"], ["w003"]), (["Paris"], ["北京", "w050"])]
