@@ -17,19 +17,17 @@ import argparse
 import json
 import os
 import re
-import socket
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
-from urllib.parse import urlparse
 
 import numpy as np
 
 import glove
+from glove.hub import go_offline_if_unreachable
 from minibert import DEFAULT_MODEL, BertModel, MinibertError, Tokenizer, word_vectors
 from minibert.contextual import locate
 
@@ -83,46 +81,6 @@ class Static:
         return self.table[keys].mean(axis=0)
 
 
-def hub_reachable(timeout: float = 1.5) -> bool:
-    """Whether a TCP connection to the Hub (or the HTTPS proxy) opens within `timeout` seconds.
-
-    huggingface_hub retries an unreachable Hub for ~25 s before giving up; this answers in at most `timeout`,
-    DNS included (run in a thread because name resolution has no timeout of its own).
-    """
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))  # the proxy, if any, connects
-    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-    result: List[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    probe = threading.Thread(target=connect, daemon=True)
-    probe.start()
-    probe.join(timeout)
-    return bool(result and result[0])
-
-
-def go_offline_if_unreachable(source: str) -> Optional[str]:
-    """Turn on huggingface_hub's offline mode (cache only) when `source` needs the Hub and the Hub is out of
-    reach, so that a cached table still loads and a missing one fails at once. Returns why the Hub is not used
-    ("HF_HUB_OFFLINE is set", "huggingface.co cannot be reached"), or None when it is."""
-    if Path(source).expanduser().exists():
-        return None
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    if hub_reachable():
-        return None
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    if "huggingface_hub" in sys.modules:  # already imported: it read the variable at import time
-        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
-    return f"{urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co')).hostname} cannot be reached"
-
-
 def wordpiece_table(model: BertModel, tokenizer: Tokenizer) -> glove.GloVe:
     """The model's input word-piece embeddings (V, H) as a static table, one row per vocabulary entry."""
     vocab = tokenizer.get_vocab()
@@ -136,7 +94,7 @@ def load_static(source: Optional[str], model: BertModel, tokenizer: Tokenizer, m
     if source is not None and source.lower() == "none":
         return Static(wordpiece_table(model, tokenizer), f"{model_name} input word-piece embeddings", True)
     name = source or DEFAULT_GLOVE
-    offline = go_offline_if_unreachable(name)
+    offline = None if Path(name).expanduser().exists() else go_offline_if_unreachable()
     try:
         return Static(glove.load(name), name, False)
     except (glove.GloVeError, OSError) as e:
@@ -407,7 +365,7 @@ def plot(results: List[dict], layer: int, path: Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)") from None
+        raise UsageError("--plot needs matplotlib: pip install matplotlib (in a clone of minibert: pip install -e '.[plot]')") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -13,9 +13,15 @@ Downloads go through ``hf_hub_download``, so the usual cache (``HF_HOME``, ``HF_
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
+from urllib.parse import urlparse
 
 from .errors import HubError
 
@@ -66,17 +72,57 @@ def fetch(source: str, *, filename: str | None = None, member: str | None = None
     return HubFiles(repo_id, path, member, label)
 
 
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether a TCP connection to the Hub (or the HTTPS proxy) opens within `timeout` seconds.
+
+    huggingface_hub retries an unreachable Hub for ~25 s before giving up; this answers in at most `timeout`,
+    DNS included (run in a thread because name resolution has no timeout of its own).
+    """
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))  # the proxy, if any, connects
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    result: List[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(result and result[0])
+
+
+def go_offline_if_unreachable() -> Optional[str]:
+    """Turn on huggingface_hub's offline mode (cache only) when the Hub is out of reach, so that a cached table
+    still loads and a missing one fails at once instead of after ~25 s of retries. Returns why the Hub is not used
+    ("HF_HUB_OFFLINE is set", "huggingface.co cannot be reached"), or None when it is."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    if hub_reachable():
+        return None
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if "huggingface_hub" in sys.modules:  # already imported: it read the variable at import time
+        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+    return f"{urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co')).hostname} cannot be reached"
+
+
 def _download(repo_id: str, filename: str, revision: str | None) -> Path:
     try:
         import huggingface_hub
         from huggingface_hub import constants, errors
     except ImportError:
         raise HubError(f"loading {repo_id} from the Hub needs huggingface_hub: pip install huggingface-hub") from None
+    unreachable = go_offline_if_unreachable()
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
     except errors.LocalEntryNotFoundError as e:
-        cache, offline = constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE
-        why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        cache = constants.HF_HUB_CACHE
+        why = ("offline mode is on (HF_HUB_OFFLINE=1)" if unreachable == "HF_HUB_OFFLINE is set"
+               else unreachable or "the Hub could not be reached")
         raise HubError(
             f"{repo_id}/{filename} is not in the Hugging Face cache {cache} and {why}. Download it once with network "
             f"access, or point HF_HUB_CACHE/HF_HOME at a cache that holds it. ({e})"

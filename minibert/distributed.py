@@ -18,7 +18,7 @@ and source bytes still agree and redoes the rest.
 
 Workers must see the input files and the output folder at the same paths (a shared file system on a multi-machine
 cluster) and have minibert installed. Dask is imported only inside this module's functions: `pip install
-minibert[dask]`.
+'dask[distributed]'` (the `dask` extra).
 """
 
 from __future__ import annotations
@@ -353,7 +353,8 @@ def _dask(*names: str) -> tuple:
     try:
         import dask.distributed
     except ImportError:
-        raise MinibertError("encoding a corpus on Dask needs dask.distributed: pip install 'minibert[dask]'") from None
+        raise MinibertError("encoding a corpus on Dask needs dask.distributed: pip install 'dask[distributed]' (in a clone of minibert: "
+                            "pip install -e '.[dask]')") from None
     return tuple(getattr(dask.distributed, n) for n in names)
 
 
@@ -523,7 +524,7 @@ def register_encode_corpus(commands: argparse._SubParsersAction) -> None:
         "encode-corpus", help="encode text files on a Dask cluster into resumable .npy shards",
         description="Encode every line of text or JSON-lines files on a Dask cluster: one .npy shard and manifest "
                     "per partition of lines, then index.json. Run the same command again to resume: complete shards "
-                    "are kept, missing or corrupt ones redone. Needs minibert[dask].")
+                    "are kept, missing or corrupt ones redone. Needs dask[distributed].")
     p.add_argument("inputs", nargs="+", help="text files (one text per line) or JSON lines (.jsonl, .ndjson) with a "
                    "'text' field; paths or glob patterns")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub repo id (default: {DEFAULT_MODEL})")

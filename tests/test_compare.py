@@ -174,7 +174,7 @@ def test_plot(tmp_path):
             "--plot", tmp_path / "out" / "bank.png"]
     result = run(tmp_path, *args)
     if importlib.util.find_spec("matplotlib") is None:
-        assert result.returncode == 2 and "--plot needs matplotlib: pip install 'minibert[plot]'" in result.stderr
+        assert result.returncode == 2 and "--plot needs matplotlib: pip install matplotlib" in result.stderr
     else:
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "out" / "bank.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -190,7 +190,7 @@ def test_plot_without_matplotlib(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().endswith(
-        "compare.py: error: --plot needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)")
+        "compare.py: error: --plot needs matplotlib: pip install matplotlib (in a clone of minibert: pip install -e '.[plot]')")
 
 
 # ---------------------------------------------------------------------------------------------------- WiC
