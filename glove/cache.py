@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import GloVeFormatError
-from .store import is_converted_folder, open_folder
+from .store import MappedTable, is_converted_folder, open_folder
 
 
 def fingerprint(paths: list[Path], extra: str = "") -> str:
@@ -42,19 +42,21 @@ def default_cache_root() -> Path:
     return Path(base).expanduser() / "minibert" / "glove"
 
 
-def cache_is_valid(folder: Path, fp: str) -> bool:
-    """True when ``folder`` is an intact conversion of the source with fingerprint ``fp``.
+def open_cached(folder: Path, fp: str) -> MappedTable | None:
+    """The mapped table when ``folder`` is an intact conversion of the source with fingerprint ``fp``, else None.
 
-    A damaged one (any file failing ``open_folder``'s checks) is not: the cache is derived data, so it is
-    rebuilt from the source rather than reported.
+    A damaged one (any file failing ``open_folder``'s checks) gives None: the cache is derived data, so it is
+    rebuilt from the source rather than reported. The table is returned so that the caller need not open and
+    check the folder a second time.
     """
     if not is_converted_folder(folder):
-        return False
+        return None
     try:
-        source = open_folder(folder).manifest.get("source")
+        mapped = open_folder(folder)
     except GloVeFormatError:
-        return False
-    return isinstance(source, dict) and source.get("fingerprint") == fp
+        return None
+    source = mapped.manifest.get("source")
+    return mapped if isinstance(source, dict) and source.get("fingerprint") == fp else None
 
 
 @contextlib.contextmanager

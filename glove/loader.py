@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import hub
-from .cache import cache_is_valid, cached_folder, default_cache_root, file_lock, fingerprint
+from .cache import cached_folder, default_cache_root, file_lock, fingerprint, open_cached
 from .errors import GloVeFormatError
 from .gensim_pickle import convert_keyed_vectors
-from .store import is_converted_folder
+from .store import MappedTable, is_converted_folder, open_folder
 from .table import GloVe
 from .textfile import ProgressFn, TextSource, convert_text
 
@@ -79,11 +79,18 @@ def convert(
     Without ``dest`` the folder lives in the cache (``<cache>/<name>-<fingerprint>``). A folder that already holds
     this source's conversion (same fingerprint) is reused; anything else there is rebuilt.
     """
+    return _convert(source, dest, member, filename, revision, cache_dir, progress)[0]
+
+
+def _convert(source: PathLike, dest: PathLike | None, member: str | None, filename: str | None,
+             revision: str | None, cache_dir: PathLike | None,
+             progress: ProgressFn | None) -> tuple[Path, MappedTable | None]:
+    """``convert``, also returning the converted folder's mapped table when it was opened on the way."""
     resolved = _resolve(source, member, filename, revision)
     if isinstance(resolved, Path):
         if dest is None:
-            return resolved
-        return GloVe.open(resolved).save(dest)
+            return resolved, None
+        return GloVe.open(resolved).save(dest), None
     src = resolved
     fp = fingerprint(src.files(), extra=f"{src.kind}\0{src.member or ''}")
     manifest: dict[str, Any] = {
@@ -101,17 +108,20 @@ def convert(
         dest = cached_folder(root, _label(src.label), fp)
     elif Path(dest).is_dir() and not is_converted_folder(Path(dest)) and any(Path(dest).iterdir()):
         raise FileExistsError(f"{dest} exists and is not a converted GloVe folder; refusing to replace it")
-    return _build_once(Path(dest), fp, build)
+    return Path(dest), _build_once(Path(dest), fp, build)
 
 
-def _build_once(dest: Path, fp: str, build: Any) -> Path:
-    """Build ``dest`` unless it already holds fingerprint ``fp``; concurrent builders take turns on a lock file."""
-    if cache_is_valid(dest, fp):
-        return dest
-    with file_lock(dest.parent / f".{dest.name}.lock"):
-        if not cache_is_valid(dest, fp):  # another process may have finished it while we waited
-            build(dest)
-    return dest
+def _build_once(dest: Path, fp: str, build: Any) -> MappedTable:
+    """Build ``dest`` unless it already holds fingerprint ``fp``; concurrent builders take turns on a lock file.
+    Returns the folder's mapped table, opened and checked once."""
+    mapped = open_cached(dest, fp)
+    if mapped is None:
+        with file_lock(dest.parent / f".{dest.name}.lock"):
+            mapped = open_cached(dest, fp)  # another process may have finished it while we waited
+            if mapped is None:
+                build(dest)
+                mapped = open_folder(dest)
+    return mapped
 
 
 def load(
@@ -130,6 +140,5 @@ def load(
     name (``fse/glove-wiki-gigaword-100``, ``stanfordnlp/glove`` with ``filename=``/``member=``).
     Later loads memory-map the converted folder and never read the source's text again.
     """
-    return GloVe.open(
-        convert(source, member=member, filename=filename, revision=revision, cache_dir=cache_dir, progress=progress)
-    )
+    folder, mapped = _convert(source, None, member, filename, revision, cache_dir, progress)
+    return GloVe.open(folder) if mapped is None else GloVe.from_mapped(mapped, folder)

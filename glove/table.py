@@ -13,6 +13,7 @@ import numpy as np
 from .errors import GloVeError, GloVeFormatError
 from .store import (
     MANIFEST,
+    MappedTable,
     TableWriter,
     Vocabulary,
     check_words,
@@ -134,8 +135,12 @@ class GloVe:
     @classmethod
     def open(cls, folder: str | os.PathLike[str]) -> GloVe:
         """Memory-map a folder written by ``save`` or by a conversion."""
-        mapped = open_folder(Path(folder))
-        return cls(mapped.vectors, mapped.norms, mapped.vocab, manifest=mapped.manifest, path=Path(folder))
+        return cls.from_mapped(open_folder(Path(folder)), Path(folder))
+
+    @classmethod
+    def from_mapped(cls, mapped: MappedTable, folder: Path) -> GloVe:
+        """The table of a folder already mapped and checked by ``open_folder``."""
+        return cls(mapped.vectors, mapped.norms, mapped.vocab, manifest=mapped.manifest, path=folder)
 
     @classmethod
     def from_arrays(cls, words: Sequence[str], vectors: np.ndarray) -> GloVe:
