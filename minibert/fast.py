@@ -26,12 +26,11 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -250,7 +249,6 @@ def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: Bert
 
     _each(project, ranges)
     context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((S, H), dtype=np.float32))
-    del qkv
     _each(lambda r: _dense_rows(x, context, w, config, out, r), ranges)
     return out
 
