@@ -1,20 +1,23 @@
 """The fast forward pass: the same arithmetic as `model.py`'s reference functions, arranged to waste nothing.
 
 Read `model.py` first; this module computes the same thing (tested equal to it, tests/test_fast.py) with
-three changes of arrangement and no change of meaning:
+four changes of arrangement and no change of meaning:
 
-1. Only real tokens are computed. The real tokens of a batch are packed into one (S, H) matrix, S = sum of the
+1. Only real tokens are computed. The real tokens of a batch are packed side by side, S = sum of the
    sequences' lengths, for every per-token step (embeddings, projections, layer norms, feed-forward); only
    attention needs the per-sequence layout, and there each sequence attends over exactly its own tokens, so no
    mask is needed. Padding costs nothing, and a sentence gives the same vector alone or in any batch.
-2. Element-wise work is done in place (`out=`) on blocks of ROW_BLOCK rows, right after the matrix product that
-   produced them: GELU on a (rows, I) block costs ~20 NumPy passes over memory still warm from the product,
-   instead of ~20 passes streaming the whole (S, I) activation (a smaller block would stay in L2, but the BLAS
-   re-packs the weight matrix for every block, and 512 rows measured fastest).
-3. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
+2. Activations are feature-major, (H, S): one column per token. Every dense layer is then W @ x with the
+   checkpoint's weight as it lies in the file, (out, in), and both operands the way the BLAS reads fastest
+   (see `matmul`). model.py's token-major x @ W is the same sum of products.
+3. Element-wise work is done in place (`out=`) on blocks of COL_BLOCK tokens, right after the matrix product
+   that produced them: GELU on an (I, cols) block costs ~20 NumPy passes over memory still warm from the
+   product, instead of ~20 passes streaming the whole (I, S) activation (a smaller block would stay in L2, but
+   the BLAS re-packs the weight matrix for every block, and 512 tokens measured fastest).
+4. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
    single-thread mode: NumPy releases the GIL inside matrix products and ufuncs, so the cores work in parallel
    on everything, element-wise work included, with no synchronisation between layers. A single long sequence
-   is split by rows instead, except in attention. (OpenBLAS's own threads cost more than they give on small
+   is split by tokens instead, except in attention. (OpenBLAS's own threads cost more than they give on small
    products, and collapse when the machine is busy: bench/RESULTS.md.)
 
 Positions where attention_mask is 0 come back as zeros (the reference pass computes vectors there as
@@ -39,10 +42,10 @@ from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
 
 Array = np.ndarray
 
-ROW_BLOCK = 512  # rows per feed-forward block: larger blocks re-pack each weight matrix less often (measured
+COL_BLOCK = 512  # tokens per feed-forward block: larger blocks re-pack each weight matrix less often (measured
 #                  best of 128-4096 on MiniLM and bert-base: +10-16% over 128, bench/RESULTS.md)
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
-SMALL_INPUT = 64  # one sequence shorter than this is left to the BLAS's own threads (too few rows to split)
+SMALL_INPUT = 64  # one sequence shorter than this is left to the BLAS's own threads (too few tokens to split)
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
 
@@ -78,14 +81,14 @@ class Packing:
 # ----------------------------------------------------------------------------------------------------------------
 
 def layer_norm_(x: Array, weight: Array, bias: Array, eps: float, scratch: Array) -> Array:
-    """model.layer_norm on (rows, H), in place.  scratch: (rows, H) float32."""
-    x -= x.mean(axis=-1, keepdims=True)
+    """model.layer_norm of each column of x: (H, cols), in place.  scratch: (H, cols) float32."""
+    x -= x.mean(axis=0)  # (cols,) broadcast down each column
     np.multiply(x, x, out=scratch)
-    variance = scratch.mean(axis=-1, keepdims=True)  # (rows, 1)
+    variance = scratch.mean(axis=0)  # (cols,)
     variance += np.float32(eps)
     x /= np.sqrt(variance, out=variance)
-    x *= weight
-    x += bias
+    x *= weight[:, None]
+    x += bias[:, None]
     return x
 
 
@@ -143,13 +146,13 @@ ACTIVATIONS_: dict = {"gelu": gelu_, "gelu_new": gelu_tanh_, "gelu_pytorch_tanh"
 def packed_attention(qkv: Array, offsets: Array, num_heads: int, out: Array) -> Array:
     """model.attention for each sequence over its own tokens, computed by groups of equal length.
 
-    qkv: (S, 3H) packed query | key | value; sequence b is rows offsets[b]:offsets[b + 1].
-    Writes the merged-heads context (S, H) into `out`. Scores are made in blocks of at most SCORE_BLOCK numbers
-    (whole sequences when they fit, else slices of query rows), so memory stays bounded for long sequences.
+    qkv: (3H, S) query | key | value, one column per token; sequence b is columns offsets[b]:offsets[b + 1].
+    Writes the merged-heads context (H, S) into `out`. Scores are made in blocks of at most SCORE_BLOCK numbers
+    (whole sequences when they fit, else slices of query columns), so memory stays bounded for long sequences.
     """
     lengths = np.diff(offsets)
     for L in np.unique(lengths[lengths > 0]):
-        starts = offsets[:-1][lengths == L]  # (G,) first packed row of each sequence of length L
+        starts = offsets[:-1][lengths == L]  # (G,) first packed column of each sequence of length L
         per_block = max(1, SCORE_BLOCK // (num_heads * L * L))
         for i in range(0, len(starts), per_block):
             _attend_group(qkv, starts[i:i + per_block], int(L), num_heads, out)
@@ -157,127 +160,122 @@ def packed_attention(qkv: Array, offsets: Array, num_heads: int, out: Array) -> 
 
 
 def _attend_group(qkv: Array, starts: Array, L: int, num_heads: int, out: Array) -> None:
-    """Attention for G sequences of the same length L starting at packed rows `starts`."""
-    G, H = len(starts), out.shape[1]
-    D = H // num_heads
-    contiguous = G == 1 or bool(np.all(np.diff(starts) == L))
-    if contiguous:  # a view: the common case (equal lengths, or one sequence)
-        rows = slice(int(starts[0]), int(starts[0]) + G * L)
-        block = qkv[rows]
+    """Attention for G sequences of the same length L starting at packed columns `starts`."""
+    G, H = len(starts), out.shape[0]
+    N, D = num_heads, H // num_heads
+    if G == 1 or bool(np.all(np.diff(starts) == L)):  # a view: the common case (equal lengths, or one sequence)
+        cols = slice(int(starts[0]), int(starts[0]) + G * L)
     else:
-        rows = (starts[:, None] + np.arange(L)).ravel()
-        block = qkv[rows]
-    heads = block.reshape(G, L, 3, num_heads, D)
-    q, k, v = (heads[:, :, j].transpose(0, 2, 1, 3) for j in range(3))  # 3 x (G, N, L, D)
-    context = np.empty((G, L, H), dtype=np.float32)
-    context_heads = context.reshape(G, L, num_heads, D).transpose(0, 2, 1, 3)  # (G, N, L, D) view
-    query_rows = L if G * num_heads * L * L <= SCORE_BLOCK else max(1, SCORE_BLOCK // (G * num_heads * L))
+        cols = (starts[:, None] + np.arange(L)).ravel()
+    q, k, v = qkv[:, cols].reshape(3, N, D, G, L).transpose(0, 3, 1, 2, 4)  # 3 x (G, N, D, L)
+    context = np.empty((G, N, D, L), dtype=np.float32)
+    query_cols = L if G * N * L * L <= SCORE_BLOCK else max(1, SCORE_BLOCK // (G * N * L))
     scale = np.float32(D ** -0.5)
-    for r in range(0, L, query_rows):
-        scores = q[:, :, r:r + query_rows] @ k.swapaxes(-1, -2)  # (G, N, rows, L)
-        scores *= scale
-        scores -= scores.max(axis=-1, keepdims=True)  # the float32 softmax of model.softmax, in place
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        np.matmul(scores, v, out=context_heads[:, :, r:r + query_rows])
-    out[rows] = context.reshape(G * L, H)
+    for r in range(0, L, query_cols):
+        # model.attention's scores transposed, keys down the columns: the softmax then reduces whole rows at a
+        # time (fast in NumPy), and the context is v @ probs^T with probs^T as it lies.
+        scores_t = k.swapaxes(-1, -2) @ q[..., r:r + query_cols]  # (G, N, L keys, queries)
+        scores_t *= scale
+        scores_t -= scores_t.max(axis=-2, keepdims=True)  # the float32 softmax of model.softmax, in place
+        np.exp(scores_t, out=scores_t)
+        scores_t /= scores_t.sum(axis=-2, keepdims=True)
+        np.matmul(v, scores_t, out=context[..., r:r + query_cols])  # (G, N, D, queries)
+    out[:, cols] = context.transpose(1, 2, 0, 3).reshape(H, G * L)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The encoder on packed tokens
+# The encoder on packed tokens, feature-major: x is (H, S), one column per token
 # ----------------------------------------------------------------------------------------------------------------
 
-def matmul(a: Array, w: Array, out: Optional[Array] = None) -> Array:
-    """a @ w for a: (M, K), w: (K, N), with a token's result independent of how many tokens come with it.
+def matmul(w: Array, x: Array, out: Optional[Array] = None) -> Array:
+    """w @ x for a Linear weight w: (N, K) as the checkpoint stores it, (out, in), and x: (K, M), one column per
+    token.  This is the layout OpenBLAS multiplies fastest: x @ w.T on token rows needs a transposed operand or
+    writes through a transposed output, 1.1x (512 tokens) to 2x (16 tokens) slower (bench/RESULTS.md).
 
-    OpenBLAS computes small products (M = 1, or M N K below about 10^6 with a transposed w) with other kernels
-    that round differently, so a short sentence alone would differ from the same sentence in a batch by ~1e-6.
-    Too few rows are therefore padded with zero rows up to MIN_GEMM_WORK (cheap: it only happens when small).
+    A token's column must not depend on how many tokens come with it: OpenBLAS computes small products (M N K
+    below about 10^6) with other kernels that round differently, so a short sentence alone would differ from the
+    same sentence in a batch by ~1e-6. Too few columns are therefore padded with zeros up to MIN_GEMM_WORK.
     """
-    M, (K, N) = a.shape[0], w.shape
-    min_rows = max(2, -(-MIN_GEMM_WORK // (K * N)))
-    if M < min_rows:
-        padded = np.zeros((min_rows, K), dtype=a.dtype)
-        padded[:M] = a
-        result = _product(padded, w)[:M]
-        if out is None:
-            return result
-        out[...] = result
-        return out
-    return _product(a, w, out)
-
-
-def _product(a: Array, w: Array, out: Optional[Array] = None) -> Array:
-    """a @ w. The checkpoint's Linear weights are (out, in) in the file and reach us as transposed views; OpenBLAS
-    multiplies much faster by the (out, in) array as it lies than by its transposed view (1.6-3x at 16-128 rows,
-    bench/RESULTS.md), so compute (w.T @ a.T).T: the same product, with no copy of the weights."""
-    if w.flags.c_contiguous:
-        return np.matmul(a, w, out=out)
+    (N, K), M = w.shape, x.shape[1]
+    min_cols = max(2, -(-MIN_GEMM_WORK // (K * N)))
+    if M >= min_cols:
+        return np.matmul(w, x, out=out)
+    padded = np.zeros((K, min_cols), dtype=np.float32)
+    padded[:, :M] = x
+    result = np.matmul(w, padded)[:, :M]
     if out is None:
-        return np.matmul(w.T, a.T).T
-    np.matmul(w.T, a.T, out=out.T)
+        return result
+    out[...] = result
     return out
 
 
-def _row_blocks(start: int, stop: int) -> List[slice]:
-    return [slice(r, min(r + ROW_BLOCK, stop)) for r in range(start, stop, ROW_BLOCK)]
+def _blocks(start: int, stop: int) -> List[slice]:
+    return [slice(c, min(c + COL_BLOCK, stop)) for c in range(start, stop, COL_BLOCK)]
+
+
+def _scratch(buffer: Array, rows: int, cols: int) -> Array:
+    """A contiguous (rows, cols) array at the start of a flat float32 buffer (reused block after block)."""
+    return buffer[:rows * cols].reshape(rows, cols)
 
 
 def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array, weights: BertWeights,
                       eps: float) -> Array:
-    """model.embeddings for packed tokens.  (S,) ids, token types, positions -> (S, H)"""
+    """model.embeddings for packed tokens.  (S,) ids, token types, positions -> (H, S)"""
     w = weights.embeddings
     x = w.word_embeddings[input_ids] + w.token_type_embeddings[token_type_ids]  # (S, H)
     x += w.position_embeddings[positions]
+    x = np.ascontiguousarray(x.T)  # (H, S)
     return layer_norm_(x, w.layer_norm_weight, w.layer_norm_bias, eps, np.empty_like(x))
 
 
 def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array,
                          workers: int = 1) -> Array:
-    """model.encoder_layer on packed tokens.  x: (S, H) -> out: (S, H) (out must not be x).
+    """model.encoder_layer on packed tokens.  x: (H, S) -> out: (H, S) (out must not be x).
 
-    With workers > 1 (one long sequence: nothing to split by sequence), the per-token work is split by rows over
-    that many threads; the caller has the BLAS single-threaded.
+    With workers > 1 (one long sequence: nothing to split by sequence), the per-token work is split by columns
+    over that many threads; the caller has the BLAS single-threaded.
     """
-    S, H = x.shape
-    ranges = _split_rows(S, workers)
-    qkv = np.empty((S, 3 * H), dtype=np.float32)
+    H, S = x.shape
+    ranges = _split(S, workers)
+    qkv = np.empty((3 * H, S), dtype=np.float32)
 
-    def project(r: slice) -> None:
-        matmul(x[r], w.qkv_weight, out=qkv[r])  # (rows, 3H)
-        qkv[r] += w.qkv_bias
+    def project(c: slice) -> None:
+        matmul(w.qkv_weight.T, x[:, c], out=qkv[:, c])  # (3H, cols)
+        qkv[:, c] += w.qkv_bias[:, None]
 
     _each(project, ranges)
-    context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((S, H), dtype=np.float32))
-    _each(lambda r: _dense_rows(x, context, w, config, out, r), ranges)
+    context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((H, S), dtype=np.float32))
+    _each(lambda c: _dense_columns(x, context, w, config, out, c), ranges)
     return out
 
 
-def _dense_rows(x: Array, context: Array, w: LayerWeights, config: BertConfig, out: Array, rows: slice) -> None:
-    """Rows `rows` of a layer after attention: output projection, residual, layer norm, feed-forward, residual,
-    layer norm; block by block, each block's element-wise work done while it is in cache.  Writes out[rows]."""
-    eps, act, H = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act], x.shape[1]
-    blocks = _row_blocks(rows.start, rows.stop)
-    n = max(r.stop - r.start for r in blocks)
-    scratch_h, a_block = np.empty((n, H), dtype=np.float32), np.empty((n, H), dtype=np.float32)
-    inner = [np.empty((n, w.intermediate_bias.shape[0]), dtype=np.float32) for _ in range(4)]
-    for r in blocks:
-        m = r.stop - r.start
-        a = matmul(context[r], w.attention_output_weight, out=a_block[:m])
-        a += w.attention_output_bias
-        a += x[r]
-        layer_norm_(a, w.attention_layer_norm_weight, w.attention_layer_norm_bias, eps, scratch_h[:m])
-        h = matmul(a, w.intermediate_weight, out=inner[0][:m])  # (m, I)
-        h += w.intermediate_bias
-        act(h, tuple(s[:m] for s in inner[1:]))
-        f = matmul(h, w.output_weight, out=out[r])  # (m, H)
-        f += w.output_bias
+def _dense_columns(x: Array, context: Array, w: LayerWeights, config: BertConfig, out: Array, cols: slice) -> None:
+    """Columns `cols` of a layer after attention: output projection, residual, layer norm, feed-forward,
+    residual, layer norm; block by block, each block's element-wise work done while it is in cache.
+    Writes out[:, cols]."""
+    eps, act = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act]
+    H, I = x.shape[0], w.intermediate_bias.shape[0]
+    blocks = _blocks(cols.start, cols.stop)
+    n = max(c.stop - c.start for c in blocks)
+    scratch_h, a_block = np.empty(H * n, dtype=np.float32), np.empty(H * n, dtype=np.float32)
+    inner = [np.empty(I * n, dtype=np.float32) for _ in range(4)]
+    for c in blocks:
+        m = c.stop - c.start
+        a = matmul(w.attention_output_weight.T, context[:, c], out=_scratch(a_block, H, m))  # (H, m)
+        a += w.attention_output_bias[:, None]
+        a += x[:, c]
+        layer_norm_(a, w.attention_layer_norm_weight, w.attention_layer_norm_bias, eps, _scratch(scratch_h, H, m))
+        h = matmul(w.intermediate_weight.T, a, out=_scratch(inner[0], I, m))  # (I, m)
+        h += w.intermediate_bias[:, None]
+        act(h, tuple(_scratch(s, I, m) for s in inner[1:]))
+        f = matmul(w.output_weight.T, h, out=out[:, c])  # (H, m)
+        f += w.output_bias[:, None]
         f += a
-        layer_norm_(f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps, scratch_h[:m])
+        layer_norm_(f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps, _scratch(scratch_h, H, m))
 
 
-def _split_rows(n: int, parts: int) -> List[slice]:
-    """`parts` contiguous row ranges of about equal size (fewer if n is small)."""
+def _split(n: int, parts: int) -> List[slice]:
+    """`parts` contiguous ranges of 0..n of about equal size (fewer if n is small)."""
     cuts = sorted(set(round(n * k / parts) for k in range(parts + 1)))
     return [slice(a, b) for a, b in zip(cuts, cuts[1:])]
 
@@ -292,17 +290,18 @@ def _each(fn: Callable[[slice], None], ranges: List[slice]) -> None:
 
 def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertConfig,
                    hidden_states: Optional[List[Array]] = None, workers: int = 1) -> Array:
-    """All layers on packed tokens.  x: (S, H) embeddings -> (S, H) last hidden state.
+    """All layers on packed tokens.  x: (H, S) embeddings -> (H, S) last hidden state.
 
-    If `hidden_states` is given (L + 1 arrays (S, H)), each layer's output is copied into it after the embeddings.
+    If `hidden_states` is given (L + 1 arrays (S, H), token-major), each layer's output is copied into it after
+    the embeddings.
     """
     spare = np.empty_like(x)
     if hidden_states is not None:
-        hidden_states[0][...] = x
+        hidden_states[0][...] = x.T
     for i, layer in enumerate(weights.layers):
         x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare, workers=workers), x
         if hidden_states is not None:
-            hidden_states[i + 1][...] = x
+            hidden_states[i + 1][...] = x.T
     return x
 
 
@@ -372,6 +371,7 @@ def num_threads() -> int:
 
 _BLAS: Optional[_BlasThreads] = None
 _POOL: Optional[ThreadPoolExecutor] = None
+_POOL_SIZE = 0
 
 
 def _blas() -> _BlasThreads:
@@ -382,9 +382,9 @@ def _blas() -> _BlasThreads:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None or _POOL._max_workers < workers:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minibert")
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE < workers:
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minibert"), workers
     return _POOL
 
 
@@ -436,7 +436,7 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     packing = Packing.from_mask(attention_mask)
     S, H = int(packing.offsets[-1]), config.hidden_size
     ids, types = input_ids[packing.rows, packing.cols], token_type_ids[packing.rows, packing.cols]
-    x = packed_embeddings(ids, types, packing.cols, weights, config.layer_norm_eps)  # (S, H)
+    x = packed_embeddings(ids, types, packing.cols, weights, config.layer_norm_eps)  # (H, S)
     hidden = [np.empty((S, H), dtype=np.float32) for _ in range(len(weights.layers) + 1)] \
         if output_hidden_states else None
     last = np.empty((S, H), dtype=np.float32)
@@ -444,17 +444,18 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     def run(b0: int, b1: int, workers: int = 1) -> None:
         r = slice(int(packing.offsets[b0]), int(packing.offsets[b1]))
         part_hidden = None if hidden is None else [h[r] for h in hidden]
-        last[r] = packed_encoder(x[r], packing.offsets[b0:b1 + 1] - packing.offsets[b0], weights, config,
-                                 part_hidden, workers)
+        last[r] = packed_encoder(np.ascontiguousarray(x[:, r]), packing.offsets[b0:b1 + 1] - packing.offsets[b0],
+                                 weights, config, part_hidden, workers).T
 
     threads = num_threads() if threads is None else threads
-    parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else [(0, len(packing.lengths))]
+    parallel = threads > 1 and _blas().available
+    parts = split_sequences(packing.offsets, threads) if parallel else [(0, len(packing.lengths))]
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S >= SMALL_INPUT and threads > 1 and _blas().available:  # one long sequence: its rows over our threads
+    elif S >= SMALL_INPUT and parallel:  # one long sequence: its tokens over our threads
         with _single_threaded_blas():
             run(0, len(packing.lengths), threads)
-    elif S:  # a short one: too few rows to split; the BLAS's own threads share each product (measured 1.4x at T=16)
+    elif S:  # a short one: too few tokens to split; the BLAS's own threads share each product (measured 1.4x at T=16)
         run(0, len(packing.lengths))
     return last, packing, hidden
 
@@ -475,6 +476,7 @@ def fast_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array,
 
 def _pooler(hidden: Array, w: PoolerWeights) -> Array:
     """model.pooler through `matmul`, so that a sentence's pooled vector is the same alone or in a batch.
-    One product of B rows: on one BLAS thread (waking the others costs more, and much more on a busy machine)."""
+    One product of B columns: on one BLAS thread (waking the others costs more, and much more on a busy machine)."""
     with _single_threaded_blas():
-        return np.tanh(matmul(hidden[:, 0], w.weight) + w.bias)
+        cls = np.ascontiguousarray(hidden[:, 0].T)  # (H, B)
+        return np.tanh(matmul(w.weight.T, cls).T + w.bias)  # (B, H)

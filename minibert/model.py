@@ -96,7 +96,8 @@ class BertWeights:
             p = f"encoder.layer.{i}."
             qkv = [f"{p}attention.self.{proj}" for proj in ("query", "key", "value")]
             layers.append(LayerWeights(
-                qkv_weight=np.concatenate([linear(n + ".weight") for n in qkv], axis=1),  # the one copy we make
+                # The one copy we make: Q, K, V stacked (3H, H) as the checkpoint lays each out, then viewed (H, 3H).
+                qkv_weight=np.concatenate([t(n + ".weight") for n in qkv]).T,
                 qkv_bias=np.concatenate([t(n + ".bias") for n in qkv]),
                 attention_output_weight=linear(p + "attention.output.dense.weight"),
                 attention_output_bias=t(p + "attention.output.dense.bias"),
