@@ -9,9 +9,9 @@ L2 normalisation, read from the model folder's sentence-transformers files.
 Dimensions in the shape comments: N texts, B texts in one batch, T tokens, H hidden size, P pooled size
 (H times the number of pooling modes).
 
-Batching never changes a vector: texts are sorted by token count and a batch only ever holds texts of the
-same token count, so there is no padding and every row goes through exactly the same arithmetic alone or in
-any company (matrix products of different shapes round differently; see `_length_batches`).
+Batching never changes a vector: the model computes the real tokens of each text and nothing else (padding is
+dropped before the first layer, minibert/fast.py), so a text's numbers are the same alone or in any batch.
+Texts are sorted by token count into batches, which keeps the padded input arrays small.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ class SentenceEncoder:
             tokens: List[Optional[Array]] = [None] * len(texts)  # no chunking here: one piece per text
             for batch, hidden, _ in self._run(pieces, len(texts), batch_size, advance):
                 for p, h in zip(batch, hidden):
-                    tokens[p.text] = h  # (T_i, H)
+                    tokens[p.text] = h[:len(p.ids)]  # (T_i, H)
             return tokens
         total = np.zeros((len(texts), self.get_sentence_embedding_dimension()), dtype=np.float64)  # (N, P)
         for batch, hidden, mask in self._run(pieces, len(texts), batch_size, advance):
@@ -375,12 +375,14 @@ class SentenceEncoder:
 
     def _run(self, pieces: List[_Piece], n_texts: int, batch_size: int,
              advance: Callable[[int], None]) -> Iterator[Tuple[List[_Piece], Array, Array]]:
-        """Each batch of same-length rows with its last hidden states (B, T, H) and all-ones mask (B, T)."""
+        """Each batch of rows with its last hidden states (B, T, H) and attention mask (B, T), right-padded."""
         windows_left = np.bincount([p.text for p in pieces], minlength=n_texts)
         for batch in _length_batches(pieces, batch_size):
-            ids = np.array([p.ids for p in batch], dtype=np.int64)  # (B, T)
-            mask = np.ones_like(ids)
-            types = np.array([p.type_ids for p in batch], dtype=np.int64)
+            T = len(batch[0].ids)  # the longest: rows come longest first
+            ids, mask, types = (np.zeros((len(batch), T), dtype=np.int64) for _ in range(3))  # (B, T) each
+            for row, p in enumerate(batch):
+                n = len(p.ids)
+                ids[row, :n], mask[row, :n], types[row, :n] = p.ids, 1, p.type_ids
             yield batch, self.model(ids, attention_mask=mask, token_type_ids=types).last_hidden_state, mask
             done = [p.text for p in batch]
             np.subtract.at(windows_left, done, 1)
@@ -414,20 +416,12 @@ def _windows(n: int, size: int) -> List[Tuple[int, int]]:
 
 
 def _length_batches(pieces: List[_Piece], batch_size: int) -> Iterable[List[_Piece]]:
-    """Rows sorted longest first, cut into batches of at most batch_size rows that all have the same length.
-
-    No padding means that each row's numbers do not depend on what else is in its batch: BLAS rounds a matrix
-    product of a different shape (longer rows, more padding keys) differently, by ~1e-6 on MiniLM's vectors.
-    """
+    """Rows sorted longest first (ties in input order), cut into batches of batch_size rows: the rows of a batch
+    have about the same length, so its padded input arrays are small. (The padding itself costs nothing and
+    changes nothing: the model drops it before the first layer.)"""
     order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i].ids))  # stable: ties keep input order
-    batch: List[_Piece] = []
-    for i in order:
-        if batch and (len(batch) == batch_size or len(pieces[i].ids) != len(batch[0].ids)):
-            yield batch
-            batch = []
-        batch.append(pieces[i])
-    if batch:
-        yield batch
+    for start in range(0, len(order), batch_size):
+        yield [pieces[i] for i in order[start:start + batch_size]]
 
 
 class _progress:
