@@ -349,7 +349,11 @@ class SentenceEncoder:
             vectors = pool(hidden, mask, self.pooling)  # (B, P)
             if self.normalize:
                 vectors = normalize(vectors)
-            np.add.at(total, [p.text for p in batch], vectors)  # a text's windows can share a batch
+            rows = [p.text for p in batch]
+            if chunk:
+                np.add.at(total, rows, vectors)  # a text's windows can share a batch
+            else:
+                total[rows] = vectors  # one row per text (np.add.at is slow)
         if chunk:
             total /= np.bincount([p.text for p in pieces], minlength=len(texts))[:, None]
         vectors = total.astype(np.float32)

@@ -16,9 +16,9 @@ four changes of arrangement and no change of meaning:
    the BLAS re-packs the weight matrix for every block, and 512 tokens measured fastest).
 4. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
    single-thread mode: NumPy releases the GIL inside matrix products and ufuncs, so the cores work in parallel
-   on everything, element-wise work included, with no synchronisation between layers. A single long sequence
-   is split by tokens instead, except in attention. (OpenBLAS's own threads cost more than they give on small
-   products, and collapse when the machine is busy: bench/RESULTS.md.)
+   on everything, element-wise work included, with no synchronisation between layers (OpenBLAS's own threads
+   wait for each other at every product, and many small products cost more than they give). A single sequence
+   has nothing to split: the BLAS's own threads share each of its products.
 
 Positions where attention_mask is 0 come back as zeros (the reference pass computes vectors there as
 transformers does; they mean nothing and every user masks them out).
@@ -45,7 +45,6 @@ Array = np.ndarray
 COL_BLOCK = 512  # tokens per feed-forward block: larger blocks re-pack each weight matrix less often (measured
 #                  best of 128-4096 on MiniLM and bert-base: +10-16% over 128, bench/RESULTS.md)
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
-SMALL_INPUT = 64  # one sequence shorter than this is left to the BLAS's own threads (too few tokens to split)
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
 
@@ -209,8 +208,9 @@ def matmul(w: Array, x: Array, out: Optional[Array] = None) -> Array:
     return out
 
 
-def _blocks(start: int, stop: int) -> List[slice]:
-    return [slice(c, min(c + COL_BLOCK, stop)) for c in range(start, stop, COL_BLOCK)]
+def _blocks(n: int) -> List[slice]:
+    """Columns 0..n in blocks of COL_BLOCK."""
+    return [slice(c, min(c + COL_BLOCK, n)) for c in range(0, n, COL_BLOCK)]
 
 
 def _scratch(buffer: Array, rows: int, cols: int) -> Array:
@@ -228,34 +228,23 @@ def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array,
     return layer_norm_(x, w.layer_norm_weight, w.layer_norm_bias, eps, np.empty_like(x))
 
 
-def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array,
-                         workers: int = 1) -> Array:
-    """model.encoder_layer on packed tokens.  x: (H, S) -> out: (H, S) (out must not be x).
-
-    With workers > 1 (one long sequence: nothing to split by sequence), the per-token work is split by columns
-    over that many threads; the caller has the BLAS single-threaded.
-    """
+def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array) -> Array:
+    """model.encoder_layer on packed tokens.  x: (H, S) -> out: (H, S) (out must not be x)."""
     H, S = x.shape
-    ranges = _split(S, workers)
     qkv = np.empty((3 * H, S), dtype=np.float32)
-
-    def project(c: slice) -> None:
-        matmul(w.qkv_weight.T, x[:, c], out=qkv[:, c])  # (3H, cols)
-        qkv[:, c] += w.qkv_bias[:, None]
-
-    _each(project, ranges)
+    matmul(w.qkv_weight.T, x, out=qkv)  # (3H, S)
+    qkv += w.qkv_bias[:, None]
     context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((H, S), dtype=np.float32))
-    _each(lambda c: _dense_columns(x, context, w, config, out, c), ranges)
+    _dense_columns(x, context, w, config, out)
     return out
 
 
-def _dense_columns(x: Array, context: Array, w: LayerWeights, config: BertConfig, out: Array, cols: slice) -> None:
-    """Columns `cols` of a layer after attention: output projection, residual, layer norm, feed-forward,
-    residual, layer norm; block by block, each block's element-wise work done while it is in cache.
-    Writes out[:, cols]."""
+def _dense_columns(x: Array, context: Array, w: LayerWeights, config: BertConfig, out: Array) -> None:
+    """A layer after attention: output projection, residual, layer norm, feed-forward, residual, layer norm;
+    block by block of COL_BLOCK tokens, each block's element-wise work done while it is in cache.  Writes out."""
     eps, act = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act]
     H, I = x.shape[0], w.intermediate_bias.shape[0]
-    blocks = _blocks(cols.start, cols.stop)
+    blocks = _blocks(x.shape[1])
     n = max(c.stop - c.start for c in blocks)
     scratch_h, a_block = np.empty(H * n, dtype=np.float32), np.empty(H * n, dtype=np.float32)
     inner = [np.empty(I * n, dtype=np.float32) for _ in range(4)]
@@ -274,22 +263,8 @@ def _dense_columns(x: Array, context: Array, w: LayerWeights, config: BertConfig
         layer_norm_(f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps, _scratch(scratch_h, H, m))
 
 
-def _split(n: int, parts: int) -> List[slice]:
-    """`parts` contiguous ranges of 0..n of about equal size (fewer if n is small)."""
-    cuts = sorted(set(round(n * k / parts) for k in range(parts + 1)))
-    return [slice(a, b) for a, b in zip(cuts, cuts[1:])]
-
-
-def _each(fn: Callable[[slice], None], ranges: List[slice]) -> None:
-    """fn(r) for every range: the first on this thread, the others on the pool."""
-    futures = [_pool(len(ranges) - 1).submit(fn, r) for r in ranges[1:]] if len(ranges) > 1 else []
-    fn(ranges[0])
-    for f in futures:
-        f.result()
-
-
 def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertConfig,
-                   hidden_states: Optional[List[Array]] = None, workers: int = 1) -> Array:
+                   hidden_states: Optional[List[Array]] = None) -> Array:
     """All layers on packed tokens.  x: (H, S) embeddings -> (H, S) last hidden state.
 
     If `hidden_states` is given (L + 1 arrays (S, H), token-major), each layer's output is copied into it after
@@ -299,7 +274,7 @@ def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertC
     if hidden_states is not None:
         hidden_states[0][...] = x.T
     for i, layer in enumerate(weights.layers):
-        x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare, workers=workers), x
+        x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare), x
         if hidden_states is not None:
             hidden_states[i + 1][...] = x.T
     return x
@@ -441,21 +416,17 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
         if output_hidden_states else None
     last = np.empty((S, H), dtype=np.float32)
 
-    def run(b0: int, b1: int, workers: int = 1) -> None:
+    def run(b0: int, b1: int) -> None:
         r = slice(int(packing.offsets[b0]), int(packing.offsets[b1]))
         part_hidden = None if hidden is None else [h[r] for h in hidden]
         last[r] = packed_encoder(np.ascontiguousarray(x[:, r]), packing.offsets[b0:b1 + 1] - packing.offsets[b0],
-                                 weights, config, part_hidden, workers).T
+                                 weights, config, part_hidden).T
 
     threads = num_threads() if threads is None else threads
-    parallel = threads > 1 and _blas().available
-    parts = split_sequences(packing.offsets, threads) if parallel else [(0, len(packing.lengths))]
+    parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else []
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S >= SMALL_INPUT and parallel:  # one long sequence: its tokens over our threads
-        with _single_threaded_blas():
-            run(0, len(packing.lengths), threads)
-    elif S:  # a short one: too few tokens to split; the BLAS's own threads share each product (measured 1.4x at T=16)
+    elif S:  # one sequence (or one thread): the BLAS's own threads share each product
         run(0, len(packing.lengths))
     return last, packing, hidden
 

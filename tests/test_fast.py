@@ -56,12 +56,14 @@ def test_packed_forward_equals_reference_without_padding(request, model_name, th
         assert np.abs(ours - theirs.reshape(ours.shape)).max() <= HIDDEN_TOL[model_name]
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_one_long_sequence_split_by_rows_equals_reference(minilm, threads):
+@pytest.mark.parametrize("col_block", [64, 512])
+def test_one_long_sequence_in_blocks_equals_reference(monkeypatch, minilm, col_block):
+    """150 tokens: one block, or blocks of 64, 64 and 22 tokens through the feed-forward."""
+    monkeypatch.setattr(fast, "COL_BLOCK", col_block)
     ids, _, types = random_batch(minilm, 1, 150, seed=8)
     mask = np.ones_like(ids)
     ref = bert_forward(ids, mask, types, minilm.weights, minilm.config)
-    last, _, _ = fast.packed_forward(ids, mask, types, minilm.weights, minilm.config, threads=threads)
+    last, _, _ = fast.packed_forward(ids, mask, types, minilm.weights, minilm.config)
     assert np.abs(last - ref.last_hidden_state[0]).max() <= HIDDEN_TOL["minilm"]
 
 
