@@ -10,10 +10,11 @@ four changes of arrangement and no change of meaning:
 2. Activations are feature-major, (H, S): one column per token. Every dense layer is then W @ x with the
    checkpoint's weight as it lies in the file, (out, in), and both operands the way the BLAS reads fastest
    (see `matmul`). model.py's token-major x @ W is the same sum of products.
-3. Element-wise work is done in place (`out=`) on blocks of COL_BLOCK tokens, right after the matrix product
-   that produced them: GELU on an (I, cols) block costs ~20 NumPy passes over memory still warm from the
-   product, instead of ~20 passes streaming the whole (I, S) activation (a smaller block would stay in L2, but
-   the BLAS re-packs the weight matrix for every block, and 512 tokens measured fastest).
+3. Tokens go through the layers by blocks of about COL_BLOCK: a few sequences at a time through all layers, and
+   a long sequence's feed-forward in blocks of columns. A block's activations stay in cache from one layer to
+   the next, and element-wise work is done in place (`out=`) right after the product that made its input:
+   GELU costs ~20 NumPy passes, over memory still warm instead of streaming the whole (I, S) activation. (A
+   smaller block would stay in L2, but the BLAS re-packs each weight matrix for every block: 512 measured best.)
 4. A batch is split into one group of sequences per core, each run on its own thread with the BLAS in
    single-thread mode: NumPy releases the GIL inside matrix products and ufuncs, so the cores work in parallel
    on everything, element-wise work included, with no synchronisation between layers (OpenBLAS's own threads
@@ -42,8 +43,7 @@ from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
 
 Array = np.ndarray
 
-COL_BLOCK = 512  # tokens per feed-forward block: larger blocks re-pack each weight matrix less often (measured
-#                  best of 128-4096 on MiniLM and bert-base: +10-16% over 128, bench/RESULTS.md)
+COL_BLOCK = 512  # tokens per block (see 3. above; measured best of 128-4096 on MiniLM and bert-base, bench/RESULTS.md)
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
@@ -417,10 +417,13 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     last = np.empty((S, H), dtype=np.float32)
 
     def run(b0: int, b1: int) -> None:
-        r = slice(int(packing.offsets[b0]), int(packing.offsets[b1]))
-        part_hidden = None if hidden is None else [h[r] for h in hidden]
-        last[r] = packed_encoder(np.ascontiguousarray(x[:, r]), packing.offsets[b0:b1 + 1] - packing.offsets[b0],
-                                 weights, config, part_hidden).T
+        """Sequences b0..b1 through all layers, a few at a time: about COL_BLOCK tokens, which stay in cache."""
+        offsets = packing.offsets[b0:b1 + 1] - packing.offsets[b0]
+        for c0, c1 in split_sequences(offsets, -(-int(offsets[-1]) // COL_BLOCK)):
+            r = slice(int(packing.offsets[b0 + c0]), int(packing.offsets[b0 + c1]))
+            part_hidden = None if hidden is None else [h[r] for h in hidden]
+            last[r] = packed_encoder(np.ascontiguousarray(x[:, r]), offsets[c0:c1 + 1] - offsets[c0], weights,
+                                     config, part_hidden).T
 
     threads = num_threads() if threads is None else threads
     parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else []
