@@ -162,11 +162,14 @@ def _attend_group(qkv: Array, starts: Array, L: int, num_heads: int, out: Array)
     """Attention for G sequences of the same length L starting at packed columns `starts`."""
     G, H = len(starts), out.shape[0]
     N, D = num_heads, H // num_heads
-    if G == 1 or bool(np.all(np.diff(starts) == L)):  # a view: the common case (equal lengths, or one sequence)
+    if G == 1 or bool(np.all(np.diff(starts) == L)):  # side by side: the common case (equal lengths, or one)
         cols = slice(int(starts[0]), int(starts[0]) + G * L)
     else:
         cols = (starts[:, None] + np.arange(L)).ravel()
-    q, k, v = qkv[:, cols].reshape(3, N, D, G, L).transpose(0, 3, 1, 2, 4)  # 3 x (G, N, D, L)
+    # Each sequence's (D, L) head matrices copied out contiguous, so that the BLAS sees the same strides
+    # whatever the company (strides can select other kernels, which round differently).
+    heads = np.ascontiguousarray(qkv[:, cols].reshape(3, N, D, G, L).transpose(0, 3, 1, 2, 4))  # (3, G, N, D, L)
+    q, k, v = heads
     context = np.empty((G, N, D, L), dtype=np.float32)
     query_cols = L if G * N * L * L <= SCORE_BLOCK else max(1, SCORE_BLOCK // (G * N * L))
     scale = np.float32(D ** -0.5)
