@@ -79,11 +79,25 @@ class Packing:
 # In-place element-wise steps (same formulas as model.py, written into their input)
 # ----------------------------------------------------------------------------------------------------------------
 
+def column_means(x: Array) -> Array:
+    """The mean of each column of x: (H, cols) -> (cols,), summed down the column in order, row after row.
+
+    The same sums whatever the number of columns, so a token's numbers do not depend on its company: einsum adds
+    row after row (2-3x faster than np.mean on a few columns), except for a single column, which it sums
+    pairwise, so that one gets a zero column beside it.
+    """
+    if x.shape[1] == 1:
+        return column_means(np.concatenate([x, np.zeros_like(x)], axis=1))[:1]
+    sums = np.einsum("ij->j", x)
+    sums /= np.float32(x.shape[0])
+    return sums
+
+
 def layer_norm_(x: Array, weight: Array, bias: Array, eps: float, scratch: Array) -> Array:
     """model.layer_norm of each column of x: (H, cols), in place.  scratch: (H, cols) float32."""
-    x -= x.mean(axis=0)  # (cols,) broadcast down each column
+    x -= column_means(x)  # (cols,) broadcast down each column
     np.multiply(x, x, out=scratch)
-    variance = scratch.mean(axis=0)  # (cols,)
+    variance = column_means(scratch)  # (cols,)
     variance += np.float32(eps)
     x /= np.sqrt(variance, out=variance)
     x *= weight[:, None]

@@ -132,6 +132,21 @@ def test_sentence_alone_equals_sentence_in_any_batch(minilm, minilm_tokenizer):
                                       minilm(ids[:1]).last_hidden_state[0])
 
 
+def test_column_means_do_not_depend_on_the_other_columns():
+    x = (np.random.default_rng(9).standard_normal((384, 40)) * 3).astype(np.float32)
+    whole = fast.column_means(x)
+    assert np.abs(whole - x.astype(np.float64).mean(axis=0)).max() < 1e-6
+    for cols in (slice(0, 1), slice(5, 6), slice(3, 5), slice(7, 40)):  # one column is the special case
+        np.testing.assert_array_equal(fast.column_means(np.ascontiguousarray(x[:, cols])), whole[cols])
+
+
+def test_one_token_sequence_alone_equals_it_in_a_batch(minilm):
+    ids = np.array([[2000, 0, 0], [101, 2000, 102]])
+    mask = np.array([[1, 0, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(minilm(ids, attention_mask=mask).last_hidden_state[0, :1],
+                                  minilm(ids[:1, :1]).last_hidden_state[0])
+
+
 def test_all_padding_row_is_zero_and_others_unaffected(minilm):
     ids = np.array([[101, 2000, 102], [0, 0, 0]])
     mask = np.array([[1, 1, 1], [0, 0, 0]])
