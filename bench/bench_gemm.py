@@ -6,8 +6,10 @@ minibert's achieved FLOP/s as a fraction of it.
 For a shape (B, T) the limit is the time NumPy takes for that forward pass's matrix products alone, each at its
 own shape on all cores (M = B T rows: (M, H) x (H, 3H), (M, H) x (H, H), (M, H) x (H, I), (M, I) x (I, H); and
 per sequence and head (T, D) x (D, T) and (T, T) x (T, D)), times the layers; each product's time is the fastest
-of 7 runs (a limit: a disturbance from outside must not lower it). minibert's fraction of the limit is that time
-over minibert's whole forward time: everything that is not a matrix product counts against it.
+of 7 runs (a limit: a disturbance from outside must not lower it). minibert's fast path computes the same
+products transposed (W @ x, one column per token: the same FLOPs, measured as fast or faster). minibert's fraction
+of the limit is that time over minibert's whole forward time: everything that is not a matrix product counts
+against it.
 """
 
 from __future__ import annotations

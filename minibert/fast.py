@@ -10,8 +10,8 @@ four changes of arrangement and no change of meaning:
 2. Activations are feature-major, (H, S): one column per token. Every dense layer is then W @ x with the
    checkpoint's weight as it lies in the file, (out, in), and both operands the way the BLAS reads fastest
    (see `matmul`). model.py's token-major x @ W is the same sum of products.
-3. Tokens go through the layers by blocks of about COL_BLOCK: a few sequences at a time through all layers, and
-   a long sequence's feed-forward in blocks of columns. A block's activations stay in cache from one layer to
+3. Tokens go through the layers by blocks of at most about COL_BLOCK: each thread's sequences a few at a time
+   through all layers, and after attention in blocks of columns. A block's activations stay in cache from one layer to
    the next, and element-wise work is done in place (`out=`) right after the product that made its input:
    GELU costs ~20 NumPy passes, over memory still warm instead of streaming the whole (I, S) activation. (A
    smaller block would stay in L2, but the BLAS re-packs each weight matrix for every block: 512 measured best.)
@@ -43,7 +43,7 @@ from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
 
 Array = np.ndarray
 
-COL_BLOCK = 512  # tokens per block (see 3. above; measured best of 128-4096 on MiniLM and bert-base, bench/RESULTS.md)
+COL_BLOCK = 512  # tokens per block (see 3. above; 256-768 measured within noise of each other, 128 and 1024+ slower)
 MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
@@ -54,12 +54,12 @@ SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds m
 
 @dataclass(frozen=True)
 class Packing:
-    """Where the real tokens of a padded (B, T) batch are.  Row-major order: each sequence's tokens are contiguous."""
+    """Where the real tokens of a padded (B, T) batch are, in packed order: each sequence's tokens side by side."""
 
     rows: Array  # (S,) batch index of each real token
     cols: Array  # (S,) position of each real token in its padded row (= its position id)
     lengths: Array  # (B,) real tokens per sequence
-    offsets: Array  # (B + 1,) sequence b occupies packed rows offsets[b]:offsets[b + 1]
+    offsets: Array  # (B + 1,) sequence b is packed tokens offsets[b]:offsets[b + 1]
 
     @classmethod
     def from_mask(cls, attention_mask: Array) -> "Packing":
@@ -80,17 +80,16 @@ class Packing:
 # ----------------------------------------------------------------------------------------------------------------
 
 def column_means(x: Array) -> Array:
-    """The mean of each column of x: (H, cols) -> (cols,), summed down the column in order, row after row.
+    """The mean of each column of x: (H, cols) -> (cols,) float32, summed in float64 down the column.
 
-    The same sums whatever the number of columns, so a token's numbers do not depend on its company: einsum adds
-    row after row (2-3x faster than np.mean on a few columns), except for a single column, which it sums
-    pairwise, so that one gets a zero column beside it.
+    In float64 the sum of H float32 values is exact or nearly so, so the mean is float32's rounding of the true
+    mean (model.layer_norm's pairwise float32 sums are within a few ulps of it). einsum adds row after row
+    whatever the number of columns, so a token's mean does not depend on the other columns; a single column
+    it would sum another way, so a lone column is given a zero column to sit beside.
     """
     if x.shape[1] == 1:
         return column_means(np.concatenate([x, np.zeros_like(x)], axis=1))[:1]
-    sums = np.einsum("ij->j", x)
-    sums /= np.float32(x.shape[0])
-    return sums
+    return (np.einsum("ij->j", x, dtype=np.float64) / x.shape[0]).astype(np.float32)
 
 
 def layer_norm_(x: Array, weight: Array, bias: Array, eps: float, scratch: Array) -> Array:
@@ -213,7 +212,7 @@ def matmul(w: Array, x: Array, out: Optional[Array] = None) -> Array:
     same sentence in a batch by ~1e-6. Too few columns are therefore padded with zeros up to MIN_GEMM_WORK.
     """
     (N, K), M = w.shape, x.shape[1]
-    min_cols = max(2, -(-MIN_GEMM_WORK // (K * N)))
+    min_cols = max(2, -(-MIN_GEMM_WORK // (K * N)))  # 2 at least: with one column NumPy calls another routine
     if M >= min_cols:
         return np.matmul(w, x, out=out)
     padded = np.zeros((K, min_cols), dtype=np.float32)
@@ -226,8 +225,10 @@ def matmul(w: Array, x: Array, out: Optional[Array] = None) -> Array:
 
 
 def _blocks(n: int) -> List[slice]:
-    """Columns 0..n in blocks of COL_BLOCK."""
-    return [slice(c, min(c + COL_BLOCK, n)) for c in range(0, n, COL_BLOCK)]
+    """Columns 0..n in as few blocks of at most COL_BLOCK as will do, of about equal size (no tiny last block)."""
+    parts = -(-n // COL_BLOCK)
+    cuts = [round(n * k / parts) for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(cuts, cuts[1:])]
 
 
 def _scratch(buffer: Array, rows: int, cols: int) -> Array:
@@ -249,6 +250,7 @@ def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: Bert
     """model.encoder_layer on packed tokens.  x: (H, S) -> out: (H, S) (out must not be x)."""
     H, S = x.shape
     qkv = np.empty((3 * H, S), dtype=np.float32)
+    # model.py keeps each weight as an (in, out) view for x @ W; .T is the (out, in) array as stored: no copy.
     matmul(w.qkv_weight.T, x, out=qkv)  # (3H, S)
     qkv += w.qkv_bias[:, None]
     context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((H, S), dtype=np.float32))
@@ -304,7 +306,7 @@ def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertC
 class _BlasThreads:
     """Get and set OpenBLAS's thread count through its C API, found in the library NumPy loaded (no dependency).
 
-    OpenBLAS's count is process-wide, so it is set to 1 only while our own threads run, under a lock.
+    OpenBLAS's count is process-wide, so it is set to 1 only for the duration of a call, under a lock.
     `available` is False when NumPy's BLAS is not an OpenBLAS we can find; the batch then is not split.
     """
 
@@ -354,7 +356,8 @@ def _loaded_libraries(name: str) -> List[str]:
 
 
 def num_threads() -> int:
-    """Threads the fast path uses: MINIBERT_NUM_THREADS if set, else the cores this process may run on."""
+    """Threads the fast path uses: MINIBERT_NUM_THREADS if set, else the cores this process may run on.
+    With 1, the BLAS is kept to one thread too."""
     env = os.environ.get("MINIBERT_NUM_THREADS")
     if env:
         return max(1, int(env))
@@ -442,11 +445,16 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
             last[r] = packed_encoder(np.ascontiguousarray(x[:, r]), offsets[c0:c1 + 1] - offsets[c0], weights,
                                      config, part_hidden).T
 
+    # Tokens are split at three levels: the batch by sequences into one part per thread (below), each part by
+    # sequences into blocks of about COL_BLOCK tokens (run), and after attention by columns (_dense_columns).
     threads = num_threads() if threads is None else threads
     parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else []
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S:  # one sequence (or one thread): the BLAS's own threads share each product
+    elif S and threads == 1:
+        with _single_threaded_blas():
+            run(0, len(packing.lengths))
+    elif S:  # one sequence: the BLAS's own threads share each of its products
         run(0, len(packing.lengths))
     return last, packing, hidden
 
