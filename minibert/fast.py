@@ -44,7 +44,7 @@ from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
 Array = np.ndarray
 
 COL_BLOCK = 512  # tokens per block (see 3. above; 256-768 measured within noise of each other, 128 and 1024+ slower)
-MIN_GEMM_WORK = 2_000_000  # M N K of the smallest product sent to the BLAS as is (see matmul)
+MIN_GEMM_WORK = 2_000_000  # O K M of the smallest product sent to the BLAS as is (see matmul)
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
 
@@ -163,39 +163,39 @@ def packed_attention(qkv: Array, offsets: Array, num_heads: int, out: Array) -> 
     (whole sequences when they fit, else slices of query columns), so memory stays bounded for long sequences.
     """
     lengths = np.diff(offsets)
-    for L in np.unique(lengths[lengths > 0]):
-        starts = offsets[:-1][lengths == L]  # (G,) first packed column of each sequence of length L
-        per_block = max(1, SCORE_BLOCK // (num_heads * L * L))
+    for T in np.unique(lengths[lengths > 0]):
+        starts = offsets[:-1][lengths == T]  # (G,) first packed column of each sequence of length T
+        per_block = max(1, SCORE_BLOCK // (num_heads * T * T))
         for i in range(0, len(starts), per_block):
-            _attend_group(qkv, starts[i:i + per_block], int(L), num_heads, out)
+            _attend_group(qkv, starts[i:i + per_block], int(T), num_heads, out)
     return out
 
 
-def _attend_group(qkv: Array, starts: Array, L: int, num_heads: int, out: Array) -> None:
-    """Attention for G sequences of the same length L starting at packed columns `starts`."""
+def _attend_group(qkv: Array, starts: Array, T: int, num_heads: int, out: Array) -> None:
+    """Attention for G sequences of the same length T starting at packed columns `starts`."""
     G, H = len(starts), out.shape[0]
     N, D = num_heads, H // num_heads
-    if G == 1 or bool(np.all(np.diff(starts) == L)):  # side by side: the common case (equal lengths, or one)
-        cols = slice(int(starts[0]), int(starts[0]) + G * L)
+    if G == 1 or bool(np.all(np.diff(starts) == T)):  # side by side: the common case (equal lengths, or one)
+        cols = slice(int(starts[0]), int(starts[0]) + G * T)
     else:
-        cols = (starts[:, None] + np.arange(L)).ravel()
-    # Each sequence's (D, L) head matrices copied out contiguous, so that the BLAS sees the same strides
+        cols = (starts[:, None] + np.arange(T)).ravel()
+    # Each sequence's (D, T) head matrices copied out contiguous, so that the BLAS sees the same strides
     # whatever the company (strides can select other kernels, which round differently).
-    heads = np.ascontiguousarray(qkv[:, cols].reshape(3, N, D, G, L).transpose(0, 3, 1, 2, 4))  # (3, G, N, D, L)
+    heads = np.ascontiguousarray(qkv[:, cols].reshape(3, N, D, G, T).transpose(0, 3, 1, 2, 4))  # (3, G, N, D, T)
     q, k, v = heads
-    context = np.empty((G, N, D, L), dtype=np.float32)
-    query_cols = L if G * N * L * L <= SCORE_BLOCK else max(1, SCORE_BLOCK // (G * N * L))
+    context = np.empty((G, N, D, T), dtype=np.float32)
+    query_cols = T if G * N * T * T <= SCORE_BLOCK else max(1, SCORE_BLOCK // (G * N * T))
     scale = np.float32(D ** -0.5)
-    for r in range(0, L, query_cols):
+    for r in range(0, T, query_cols):
         # model.attention's scores transposed, keys down the columns: the softmax then reduces whole rows at a
         # time (fast in NumPy), and the context is v @ probs^T with probs^T as it lies.
-        scores_t = k.swapaxes(-1, -2) @ q[..., r:r + query_cols]  # (G, N, L keys, queries)
+        scores_t = k.swapaxes(-1, -2) @ q[..., r:r + query_cols]  # (G, N, T keys, queries)
         scores_t *= scale
         scores_t -= scores_t.max(axis=-2, keepdims=True)  # the float32 softmax of model.softmax, in place
         np.exp(scores_t, out=scores_t)
         scores_t /= scores_t.sum(axis=-2, keepdims=True)
         np.matmul(v, scores_t, out=context[..., r:r + query_cols])  # (G, N, D, queries)
-    out[:, cols] = context.transpose(1, 2, 0, 3).reshape(H, G * L)
+    out[:, cols] = context.transpose(1, 2, 0, 3).reshape(H, G * T)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -203,16 +203,16 @@ def _attend_group(qkv: Array, starts: Array, L: int, num_heads: int, out: Array)
 # ----------------------------------------------------------------------------------------------------------------
 
 def matmul(w: Array, x: Array, out: Optional[Array] = None) -> Array:
-    """w @ x for a Linear weight w: (N, K) as the checkpoint stores it, (out, in), and x: (K, M), one column per
+    """w @ x for a Linear weight w: (O, K) as the checkpoint stores it, (out, in), and x: (K, M), one column per
     token.  This is the layout OpenBLAS multiplies fastest: x @ w.T on token rows needs a transposed operand or
     writes through a transposed output, 1.1x (512 tokens) to 2x (16 tokens) slower (bench/RESULTS.md).
 
-    A token's column must not depend on how many tokens come with it: OpenBLAS computes small products (M N K
+    A token's column must not depend on how many tokens come with it: OpenBLAS computes small products (O K M
     below about 10^6) with other kernels that round differently, so a short sentence alone would differ from the
     same sentence in a batch by ~1e-6. Too few columns are therefore padded with zeros up to MIN_GEMM_WORK.
     """
-    (N, K), M = w.shape, x.shape[1]
-    min_cols = max(2, -(-MIN_GEMM_WORK // (K * N)))  # 2 at least: with one column NumPy calls another routine
+    (O, K), M = w.shape, x.shape[1]
+    min_cols = max(2, -(-MIN_GEMM_WORK // (K * O)))  # 2 at least: with one column NumPy calls another routine
     if M >= min_cols:
         return np.matmul(w, x, out=out)
     padded = np.zeros((K, min_cols), dtype=np.float32)
