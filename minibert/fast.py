@@ -32,7 +32,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
@@ -451,11 +451,9 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else []
     if len(parts) > 1:
         _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S and threads == 1:
-        with _single_threaded_blas():
+    elif S:  # one sequence: the BLAS's own threads share each of its products (unless we are told one thread)
+        with _single_threaded_blas() if threads == 1 else nullcontext():
             run(0, len(packing.lengths))
-    elif S:  # one sequence: the BLAS's own threads share each of its products
-        run(0, len(packing.lengths))
     return last, packing, hidden
 
 
