@@ -84,7 +84,7 @@ class Static:
 def wordpiece_table(model: BertModel, tokenizer: Tokenizer) -> glove.GloVe:
     """The model's input word-piece embeddings (V, H) as a static table, one row per vocabulary entry."""
     vocab = tokenizer.get_vocab()
-    table = model.weights.embeddings.word_embeddings  # (V, H)
+    table = model.weights.embeddings.word  # (V, E)
     words = [w for w in sorted(vocab, key=vocab.get) if vocab[w] < len(table)]
     return glove.from_arrays(words, table[[vocab[w] for w in words]])
 

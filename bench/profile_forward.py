@@ -27,7 +27,8 @@ if __package__ in (None, ""):
 from _harness import machine_line  # noqa: E402
 from bench_forward import minilm_dir, write_bert_base  # noqa: E402
 
-from minibert import BertModel, fast  # noqa: E402
+from minibert import BertModel, blas, fast  # noqa: E402
+from minibert.model import ACTIVATIONS, position_ids  # noqa: E402
 
 SHAPES = [("minilm", 1, 16), ("minilm", 32, 64), ("bert-base", 1, 128), ("bert-base", 32, 128)]
 STEPS = ("weight products", "attention", "activation", "layer norm", "other")
@@ -70,8 +71,9 @@ def profile(model: BertModel, B: int, T: int, rounds: int) -> dict:
     ids = rng.integers(1000, min(20000, model.config.vocab_size), (B, T))
     mask, types = np.ones_like(ids), np.zeros_like(ids)
     batch = B > 1
-    context = fast._single_threaded_blas() if batch else nullcontext()
-    run = lambda: fast.packed_forward(ids, mask, types, model.weights, model.config,  # noqa: E731
+    context = blas.single_threaded() if batch else nullcontext()
+    positions = position_ids(ids, model.config)
+    run = lambda: fast.packed_forward(ids, mask, types, positions, model.weights, model.config,  # noqa: E731
                                       threads=1 if batch else None)
     with context:
         run()  # warm-up: lays out the weights
@@ -79,7 +81,7 @@ def profile(model: BertModel, B: int, T: int, rounds: int) -> dict:
         timers.wrap(fast, "matmul", "weight products")
         timers.wrap(fast, "packed_attention", "attention")
         timers.wrap(fast, "layer_norm_", "layer norm")
-        timers.wrap(fast.ACTIVATIONS_, "", "activation", key=model.config.hidden_act)
+        timers.wrap(fast.IN_PLACE, "", "activation", key=ACTIVATIONS[model.config.hidden_act])
         try:
             total = 0.0
             for _ in range(rounds):

@@ -25,12 +25,11 @@ import numpy as np
 from minibert import DEFAULT_MODEL, BertModel, Tokenizer
 from minibert import model as model_module
 from minibert.explain import Explanation, cosine, explain, token_labels
-from minibert.model import layer_norm, softmax, split_heads
+from minibert.model import layer_norm, linear, softmax, split_heads
 
 DOC = Path(__file__).resolve().parent / "how-attention-builds-context.md"
 SENTENCES = ("The cat sat on the mat.", "The cat chased the mouse.")
 WORD = "cat"
-TRACE_LINES = ("if trace is not None", "trace.update", "trace.append", "layer_trace = ")  # reader's aid, not the model
 NOISE = 1e-5  # relative float32 noise a number may carry between machines
 
 fragile: List[str] = []
@@ -121,8 +120,8 @@ there is.
 """]
 
     # -- 1. embeddings --------------------------------------------------------------------------------------------
-    raw = w.word_embeddings[cat_id] + w.token_type_embeddings[0] + w.position_embeddings[t]  # (H,)
-    normed = layer_norm(raw, w.layer_norm_weight, w.layer_norm_bias, c.layer_norm_eps)
+    raw = w.word[cat_id] + w.token_type[0] + w.position[t]  # (H,)
+    normed = layer_norm(raw, w.norm, c.layer_norm_eps)
     x0 = [e.vectors[0] for e in ex]
     assert np.abs(x0[0] - x0[1]).max() < 1e-6, "the same token at the same position must start from the same vector"
     assert np.allclose(normed, x0[0], atol=1e-5), "the equation below must give the model's own layer-0 vector"
@@ -143,9 +142,9 @@ For "{WORD}" (first 4 of {c.hidden_size} dimensions):
 
 | term | vector | norm |
 | --- | --- | --- |
-| E_word[{cat_id}] ("{WORD}") | {vec(w.word_embeddings[cat_id])} | {num(np.linalg.norm(w.word_embeddings[cat_id]))} |
-| E_type[0] | {vec(w.token_type_embeddings[0])} | {num(np.linalg.norm(w.token_type_embeddings[0]))} |
-| E_pos[{t}] | {vec(w.position_embeddings[t])} | {num(np.linalg.norm(w.position_embeddings[t]))} |
+| E_word[{cat_id}] ("{WORD}") | {vec(w.word[cat_id])} | {num(np.linalg.norm(w.word[cat_id]))} |
+| E_type[0] | {vec(w.token_type[0])} | {num(np.linalg.norm(w.token_type[0]))} |
+| E_pos[{t}] | {vec(w.position[t])} | {num(np.linalg.norm(w.position[t]))} |
 | sum | {vec(raw)} | {num(np.linalg.norm(raw))} |
 | x⁰ (after LayerNorm) | {vec(x0[0])} | {num(np.linalg.norm(x0[0]))} |
 
@@ -164,7 +163,7 @@ differ (cosine {num(cosine(outs[1].hidden_states[0][0, the[0]], outs[1].hidden_s
     mids = [e.after_attention[0] for e in ex]
     h0 = focus[1]
     x = outs[1].hidden_states[0][:1]  # (1, T, H)
-    q, k, _ = (split_heads(m, N) for m in np.split(x @ layer.qkv_weight + layer.qkv_bias, 3, axis=-1))
+    q, k, _ = (split_heads(m, N) for m in np.split(linear(x, layer.qkv), 3, axis=-1))
     scores = (q[0, h0, t] @ k[0, h0].T) * D ** -0.5  # (T,)
     assert np.allclose(softmax(scores), outs[1].attentions[0][0, h0, t], atol=1e-5)
     labels1 = token_labels(ex[1].tokens)
@@ -199,7 +198,7 @@ the row the model returns.
 The attention output a is added back to the token's own vector and layer-normalised ("post-LN"):
 x_att = LayerNorm(x⁰ + a), in `encoder_layer`:
 
-{excerpt(model_module.encoder_layer, skip=TRACE_LINES)}
+{excerpt(model_module.encoder_layer)}
 
 Here the two "{WORD}" vectors part: after the attention sub-layer their cosine is
 {num(cosine(*mids), 3)} (it was {num(cosine(*x0), 4)}). The step moved "{WORD}" by |x_att − x⁰| =
@@ -244,12 +243,12 @@ After the whole layer the cosine between the two "{WORD}" vectors is {num(cosine
     ffn_longer = [v.layer for v in ex[0].layers if all(e.layers[v.layer - 1].feed_forward_step
                                                        > e.layers[v.layer - 1].attention_step for e in ex)]
     most_moved = 1 + int(np.argmax([max(e.layers[i].moved for e in ex) for i in range(L)]))
-    parts.append(f"""## 4. Layers 2 to {L}: the same layer again, `bert_forward`
+    parts.append(f"""## 4. Layers 2 to {L}: the same layer again, `forward`
 
-`bert_forward` runs `embeddings`, then `encoder_layer` {L} times, each with its own weights, keeping every
+`forward` runs `embeddings`, then `encoder_layer` {L} times, each with its own weights, keeping every
 layer's output (`output_hidden_states`) and attention (`output_attentions`):
 
-{excerpt(model_module.bert_forward, skip=TRACE_LINES)}
+{excerpt(model_module.forward)}
 
 Layer by layer, the two "{WORD}" vectors (cosine and distance between them), how far each moved in the layer
 (cosine to its previous value / the attention share of the two steps) and the context words it read most

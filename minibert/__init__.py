@@ -12,11 +12,11 @@ from .contextual import word_vectors
 from .encoder import SentenceEncoder
 from .errors import CheckpointError, ConfigError, InputError, MinibertError
 from .hub import DEFAULT_MODEL
-from .model import BertModel, BertOutput
+from .modeling import AutoModel, BertModel, BertOutput
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
-    "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
+    "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError",
     "SentenceEncoder",
 ]

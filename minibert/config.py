@@ -1,14 +1,38 @@
-"""BertConfig: the hyper-parameters of a checkpoint, read from its config.json with the same field names."""
+"""BertConfig: the hyper-parameters of a checkpoint, read from its config.json with transformers' field names.
+
+One config for every family: `model_type` says which, and the few fields by which the families differ
+(`embedding_size`, `relative_attention_num_buckets`, `type_vocab_size` 0 for none) are plain fields too.
+DistilBERT's config names the same numbers differently (`dim`, `n_layers`, ...); they are read into BERT's names.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from .errors import ConfigError
+from .model import ACTIVATIONS
 
-SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+# model_type -> what differs from BERT's defaults when config.json does not say.
+FAMILY_DEFAULTS = {
+    "bert": {},
+    "roberta": {"pad_token_id": 1},
+    "xlm-roberta": {"pad_token_id": 1},
+    "camembert": {"pad_token_id": 1},
+    "distilbert": {"type_vocab_size": 0, "max_position_embeddings": 512},
+    "electra": {"embedding_size": 128},
+    "mpnet": {"pad_token_id": 1, "type_vocab_size": 0, "relative_attention_num_buckets": 32},
+}
+SUPPORTED_TYPES = tuple(FAMILY_DEFAULTS)
+# The families whose position ids count real tokens from pad_token_id + 1 (model.position_ids).
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "mpnet")
+# DistilBERT's config.json names -> BERT's. Its layer norm eps is fixed in its code, not in the config.
+DISTILBERT_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+                    "hidden_dim": "intermediate_size", "activation": "hidden_act"}
+# Encoder-only models of other architectures that people try: named in the error, so it says what they are.
+OTHER_ARCHITECTURES = ("nomic_bert", "modernbert", "new", "deberta-v2", "deberta", "jina_bert", "xlnet")
 
 
 @dataclass(frozen=True)
@@ -19,53 +43,83 @@ class BertConfig:
     hidden_size: int  # H
     num_hidden_layers: int  # L
     num_attention_heads: int  # N; the head size is D = H / N
-    intermediate_size: int  # width of the feed-forward layer
-    max_position_embeddings: int  # the longest input the position table covers
+    intermediate_size: int  # I, the width of the feed-forward layer
+    max_position_embeddings: int  # rows of the position table
+    model_type: str = "bert"
     hidden_act: str = "gelu"
     layer_norm_eps: float = 1e-12
-    type_vocab_size: int = 2
+    type_vocab_size: int = 2  # 0: the family has no token types (DistilBERT, MPNet)
     position_embedding_type: str = "absolute"
     pad_token_id: int = 0
+    embedding_size: int = 0  # E; 0 (not given) means H. ELECTRA's may be smaller, then projected up to H.
+    relative_attention_num_buckets: int = 0  # MPNet's relative position buckets; 0: none
+    sinusoidal_pos_embds: bool = False  # DistilBERT: the position table is fixed sinusoids
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            expected = {"int": int, "float": (int, float), "str": str}[f.type]
-            if isinstance(value, bool) or not isinstance(value, expected):
-                raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {value!r}")
+            expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[f.type]
+            if (isinstance(value, bool) and f.type != "bool") or not isinstance(value, expected):
+                raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {value!r:.80}")
+        if self.model_type not in SUPPORTED_TYPES:
+            what = "an encoder of another architecture" if self.model_type in OTHER_ARCHITECTURES else "not supported"
+            raise ConfigError(f"config field 'model_type': {self.model_type!r} is {what}; minibert runs "
+                              f"{', '.join(SUPPORTED_TYPES)}")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+                     "intermediate_size", "max_position_embeddings"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config field {name!r}: expected a positive integer, got {getattr(self, name)!r}")
+        for name in ("type_vocab_size", "pad_token_id", "embedding_size", "relative_attention_num_buckets"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config field {name!r}: expected an integer >= 0, got {getattr(self, name)!r}")
+        if self.embedding_size == 0:
+            object.__setattr__(self, "embedding_size", self.hidden_size)
         if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"config: num_attention_heads ({self.num_attention_heads}) must divide "
-                f"hidden_size ({self.hidden_size})")
-        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise ConfigError(
-                f"config field 'hidden_act': {self.hidden_act!r} is not supported; "
-                f"expected one of {', '.join(SUPPORTED_ACTIVATIONS)}")
+            raise ConfigError(f"config: num_attention_heads ({self.num_attention_heads}) must divide "
+                              f"hidden_size ({self.hidden_size})")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"config field 'hidden_act': {self.hidden_act!r} is not supported; "
+                              f"expected one of {', '.join(ACTIVATIONS)}")
         if self.position_embedding_type != "absolute":
-            raise ConfigError(
-                f"config field 'position_embedding_type': {self.position_embedding_type!r} is not supported; "
-                "only 'absolute' position embeddings are implemented")
-        if not self.layer_norm_eps > 0:
-            raise ConfigError(f"config field 'layer_norm_eps': expected a positive number, got {self.layer_norm_eps!r}")
+            raise ConfigError(f"config field 'position_embedding_type': {self.position_embedding_type!r} is not "
+                              "supported; only 'absolute' position embeddings are implemented")
+        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ConfigError(f"config field 'layer_norm_eps': expected a finite positive number, "
+                              f"got {self.layer_norm_eps!r}")
+        if self.relative_attention_num_buckets == 1:
+            raise ConfigError("config field 'relative_attention_num_buckets': expected 0 (none) or at least 2")
+        if self.max_tokens < 1:
+            raise ConfigError(f"config: max_position_embeddings ({self.max_position_embeddings}) leaves no room for a "
+                              f"token after pad_token_id ({self.pad_token_id})")
 
     @property
-    def head_size(self) -> int:
-        """D: the width of one attention head."""
-        return self.hidden_size // self.num_attention_heads
+    def positions_after_padding(self) -> bool:
+        """RoBERTa's position count (model.position_ids): real tokens from pad_token_id + 1."""
+        return self.model_type in POSITIONS_AFTER_PADDING
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the position table covers (RoBERTa's 514 rows hold 512 tokens)."""
+        return self.max_position_embeddings - (self.pad_token_id + 1 if self.positions_after_padding else 0)
 
     @classmethod
     def from_dict(cls, d: dict, *, source: str = "config") -> "BertConfig":
-        """Build from a parsed config.json; keys that BERT's forward pass does not use are ignored."""
+        """Build from a parsed config.json; keys that the forward pass does not use are ignored."""
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        model_type = d.get("model_type", "bert")
+        if not isinstance(model_type, str):
+            raise ConfigError(f"{source}: config field 'model_type': expected str, got {model_type!r:.80}")
+        d = {**FAMILY_DEFAULTS.get(model_type, {}), **d}
+        if model_type == "distilbert":
+            d = {DISTILBERT_NAMES.get(k, k): v for k, v in d.items() if k not in DISTILBERT_NAMES.values()}
+            d["layer_norm_eps"] = 1e-12
         known = {f.name: f for f in fields(cls)}
         missing = [name for name, f in known.items() if f.default is MISSING and name not in d]
         if missing:
             raise ConfigError(f"{source}: missing required field(s) {', '.join(missing)}")
+        if d.get("embedding_size") is None:
+            d["embedding_size"] = 0
         try:
             return cls(**{k: v for k, v in d.items() if k in known})
         except ConfigError as e:
@@ -75,7 +129,7 @@ class BertConfig:
     def from_json_file(cls, path: str | Path) -> "BertConfig":
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: no config.json (every BERT checkpoint folder has one)")
+            raise ConfigError(f"{path}: no config.json (every checkpoint folder has one)")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also over-long integers

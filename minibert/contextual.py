@@ -22,7 +22,7 @@ from typing import List, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import InputError
-from .model import BertModel
+from .modeling import BertModel
 from .tokenizer import Batch, Tokenizer
 
 WordSpec = Union[str, Tuple[str, int], Tuple[int, int]]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import CheckpointError, InputError
 from .hub import DEFAULT_MODEL, resolve_model_dir
-from .model import BertModel
+from .modeling import BertModel
 from .tokenizer import Tokenizer, _as_text_list
 
 Array = np.ndarray

@@ -4,15 +4,15 @@
     python compare.py explain "The cat sat on the mat." "The cat chased the mouse." --word cat --json
     minibert explain "We sat on the river bank." --word bank --plot bank.png
 
-Every number comes from the model's own forward pass (`output_hidden_states`, `output_attentions` and the
-per-layer `trace` of the residual stream); nothing here re-implements a part of the model.
+Every number comes from the model's own reference functions (model.py), composed here sub-layer by sub-layer
+(`sublayer_steps`) so that the forward pass itself carries no tracing code.
 
 What is measured, per layer l = 1..L, for the word's vector w (the mean of its word pieces' rows, as
 `minibert.word_vectors` takes it). Each encoder layer is post-LN, so the residual stream takes two steps:
 
     x_{l-1}                                   the word's vector entering the layer (layer 0: the input embedding)
-    x_att = LN1(x_{l-1} + Attention(x_{l-1}))  after the attention sub-layer   (trace "after_attention")
-    x_l   = LN2(x_att + FeedForward(x_att))    after the feed-forward sub-layer (trace "after_feed_forward")
+    x_att = LN1(x_{l-1} + Attention(x_{l-1}))  after the attention sub-layer   
+    x_l   = LN2(x_att + FeedForward(x_att))    after the feed-forward sub-layer 
 
     attention        the word's row of the attention probabilities (each row sums to 1), averaged over heads;
                      the top heads are those that put the most weight on one context token (a token that is
@@ -48,7 +48,8 @@ import numpy as np
 from .contextual import WordLocation, locate
 from .errors import MinibertError
 from .hub import DEFAULT_MODEL
-from .model import BertModel
+from . import model as M
+from .modeling import BertModel
 from .tokenizer import Tokenizer
 
 Array = np.ndarray
@@ -133,28 +134,57 @@ def explain(model: BertModel, tokenizer: Tokenizer, sentence: str, word: str, *,
     `heads`: how many top heads to rank per layer."""
     batch = tokenizer(sentence)
     where = locate(tokenizer, [sentence], [(word, occurrence)], batch=batch)[0]
-    trace: List[dict] = []
-    out = model(**batch, output_hidden_states=True, output_attentions=True, trace=trace)
-    hidden = [h[0] for h in out.hidden_states]  # L + 1 x (T, H)
-    vectors = np.stack([word_row(h, where.tokens) for h in hidden])  # (L + 1, H)
+    steps = sublayer_steps(model, batch)
+    pieces = list(where.tokens)
+    vectors = np.stack([word_row(steps[0].before, pieces)] + [word_row(s.after, pieces) for s in steps])  # (L + 1, H)
     special = [s is None for s in batch.sequence_ids(0)]
     context = tuple(not special[t] and t not in where.tokens for t in range(len(special)))
-    mids = np.stack([word_row(step["after_attention"][0], where.tokens) for step in trace])  # (L, H)
+    mids = np.stack([word_row(s.after_attention, pieces) for s in steps])  # (L, H)
     layers = []
-    for i, (probs, step) in enumerate(zip(out.attentions, trace)):
-        rows = probs[0][:, list(where.tokens)].mean(axis=1)  # (N, T): the word's row in each head
-        before, after = vectors[i], vectors[i + 1]
-        mid = mids[i]
+    for i, step in enumerate(steps):
+        rows = step.probs[:, pieces].mean(axis=1)  # (N, T): the word's row in each head
+        before, after, mid = vectors[i], vectors[i + 1], mids[i]
         layers.append(LayerView(
             layer=i + 1, attention=rows.mean(axis=0), heads=rows, top_heads=top_heads(rows, context, heads),
             cosine_to_previous=cosine(before, after), norm=float(np.linalg.norm(after)),
             moved=float(np.linalg.norm(after - before)),
             attention_step=float(np.linalg.norm(mid - before)), feed_forward_step=float(np.linalg.norm(after - mid)),
-            attention_output_norm=float(np.linalg.norm(word_row(step["attention_output"][0], where.tokens))),
-            feed_forward_output_norm=float(np.linalg.norm(word_row(step["feed_forward_output"][0], where.tokens))),
+            attention_output_norm=float(np.linalg.norm(word_row(step.attention_output, pieces))),
+            feed_forward_output_norm=float(np.linalg.norm(word_row(step.feed_forward_output, pieces))),
         ))
-    return Explanation(where, tuple(batch.tokens(0)), context, vectors, mids,
-                       tuple(p[0].mean(axis=0) for p in out.attentions), tuple(layers))
+    return Explanation(where, tuple(batch.tokens(0)), context, vectors, mids, tuple(s.probs.mean(axis=0) for s in steps),
+                       tuple(layers))
+
+
+@dataclass(frozen=True)
+class SublayerStep:
+    """One encoder layer on one sentence, sub-layer by sub-layer.  T tokens, H hidden size, N heads."""
+
+    before: Array  # (T, H) x_{l-1}
+    attention_output: Array  # (T, H) Attention(x_{l-1})
+    probs: Array  # (N, T, T) its attention probabilities
+    after_attention: Array  # (T, H) x_att = LN1(x_{l-1} + Attention(x_{l-1}))
+    feed_forward_output: Array  # (T, H) FeedForward(x_att)
+    after: Array  # (T, H) x_l = LN2(x_att + FeedForward(x_att))
+
+
+def sublayer_steps(model: BertModel, batch) -> List[SublayerStep]:
+    """The reference functions of model.py composed by hand for one tokenized sentence, keeping what
+    `model.encoder_layer` computes in passing (tests/test_explain.py checks the result equals the model's)."""
+    c, w = model.config, model.weights
+    ids = np.asarray(batch["input_ids"])[:1]
+    x = M.embeddings(ids, np.asarray(batch["token_type_ids"])[:1] if c.type_vocab_size else np.zeros_like(ids),
+                     M.position_ids(ids, c), w.embeddings, c.layer_norm_eps)  # (1, T, H)
+    bias = M.attention_bias(np.ones_like(ids), w)
+    steps = []
+    for layer in w.layers:
+        a, probs = M.self_attention(x, layer, bias, c.num_attention_heads)
+        mid = M.layer_norm(x + a, layer.attention_norm, c.layer_norm_eps)
+        f = M.feed_forward(mid, layer, c.hidden_act)
+        after = M.layer_norm(mid + f, layer.output_norm, c.layer_norm_eps)
+        steps.append(SublayerStep(x[0], a[0], probs[0], mid[0], f[0], after[0]))
+        x = after
+    return steps
 
 
 def across(explanations: Sequence[Explanation]) -> List[dict]:

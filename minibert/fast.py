@@ -9,7 +9,7 @@ four changes of arrangement and no change of meaning:
    mask is needed. Padding costs nothing, and a sentence gives the same vector alone or in any batch.
 2. Activations are feature-major, (H, S): one column per token. Every dense layer is then W @ x with the
    checkpoint's weight as it lies in the file, (out, in), and both operands the way the BLAS reads fastest
-   (see `matmul`). model.py's token-major x @ W is the same sum of products.
+   (see `matmul`). model.py's token-major x @ W.T is the same sum of products.
 3. Tokens go through the layers by blocks of at most about COL_BLOCK: each thread's sequences a few at a time
    through all layers, and after attention in blocks of columns. A block's activations stay in cache from one layer to
    the next, and element-wise work is done in place (`out=`) right after the product that made its input:
@@ -21,25 +21,22 @@ four changes of arrangement and no change of meaning:
    wait for each other at every product, and many small products cost more than they give). A single sequence
    has nothing to split: the BLAS's own threads share each of its products.
 
-Positions where attention_mask is 0 come back as zeros (the reference pass computes vectors there as
-transformers does; they mean nothing and every user masks them out).
+Nothing is computed where attention_mask is 0: the model object (modeling.py) returns zeros there, from
+either path. Thread control (OpenBLAS's thread count, the pool) is in blas.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import blas, model
 from .config import BertConfig
-from .model import BertOutput, BertWeights, LayerWeights, PoolerWeights
+from .params import EncoderWeights, LayerWeights, Linear
 
 Array = np.ndarray
 
@@ -57,7 +54,7 @@ class Packing:
     """Where the real tokens of a padded (B, T) batch are, in packed order: each sequence's tokens side by side."""
 
     rows: Array  # (S,) batch index of each real token
-    cols: Array  # (S,) position of each real token in its padded row (= its position id)
+    cols: Array  # (S,) position of each real token in its padded row
     lengths: Array  # (B,) real tokens per sequence
     offsets: Array  # (B + 1,) sequence b is packed tokens offsets[b]:offsets[b + 1]
 
@@ -148,30 +145,34 @@ def relu_(x: Array, scratch: Tuple[Array, ...]) -> Array:
     return np.maximum(x, np.float32(0), out=x)
 
 
-ACTIVATIONS_: dict = {"gelu": gelu_, "gelu_new": gelu_tanh_, "gelu_pytorch_tanh": gelu_tanh_, "relu": relu_}
+# model.ACTIVATIONS' functions -> their in-place forms here: one table of names (model.py's), one of forms.
+IN_PLACE = {model.gelu: gelu_, model.gelu_tanh: gelu_tanh_, model.relu: relu_}
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Attention over packed sequences
 # ----------------------------------------------------------------------------------------------------------------
 
-def packed_attention(qkv: Array, offsets: Array, num_heads: int, out: Array) -> Array:
+def packed_attention(qkv: Array, offsets: Array, num_heads: int, out: Array,
+                     relative_bias: Optional[Dict[int, Array]] = None) -> Array:
     """model.attention for each sequence over its own tokens, computed by groups of equal length.
 
     qkv: (3H, S) query | key | value, one column per token; sequence b is columns offsets[b]:offsets[b + 1].
     Writes the merged-heads context (H, S) into `out`. Scores are made in blocks of at most SCORE_BLOCK numbers
     (whole sequences when they fit, else slices of query columns), so memory stays bounded for long sequences.
+    relative_bias (MPNet): length T -> model.relative_position_bias transposed, (N, T keys, T queries).
     """
     lengths = np.diff(offsets)
     for T in np.unique(lengths[lengths > 0]):
         starts = offsets[:-1][lengths == T]  # (G,) first packed column of each sequence of length T
         per_block = max(1, SCORE_BLOCK // (num_heads * T * T))
+        bias = None if relative_bias is None else relative_bias[int(T)]
         for i in range(0, len(starts), per_block):
-            _attend_group(qkv, starts[i:i + per_block], int(T), num_heads, out)
+            _attend_group(qkv, starts[i:i + per_block], int(T), num_heads, out, bias)
     return out
 
 
-def _attend_group(qkv: Array, starts: Array, T: int, num_heads: int, out: Array) -> None:
+def _attend_group(qkv: Array, starts: Array, T: int, num_heads: int, out: Array, bias: Optional[Array]) -> None:
     """Attention for G sequences of the same length T starting at packed columns `starts`."""
     G, H = len(starts), out.shape[0]
     N, D = num_heads, H // num_heads
@@ -191,6 +192,8 @@ def _attend_group(qkv: Array, starts: Array, T: int, num_heads: int, out: Array)
         # time (fast in NumPy), and the context is v @ probs^T with probs^T as it lies.
         scores_t = k.swapaxes(-1, -2) @ q[..., r:r + query_cols]  # (G, N, T keys, queries)
         scores_t *= scale
+        if bias is not None:
+            scores_t += bias[:, :, r:r + query_cols]
         scores_t -= scores_t.max(axis=-2, keepdims=True)  # the float32 softmax of model.softmax, in place
         np.exp(scores_t, out=scores_t)
         scores_t /= scores_t.sum(axis=-2, keepdims=True)
@@ -236,24 +239,30 @@ def _scratch(buffer: Array, rows: int, cols: int) -> Array:
     return buffer[:rows * cols].reshape(rows, cols)
 
 
-def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array, weights: BertWeights,
+def packed_embeddings(input_ids: Array, token_type_ids: Array, positions: Array, weights: EncoderWeights,
                       eps: float) -> Array:
     """model.embeddings for packed tokens.  (S,) ids, token types, positions -> (H, S)"""
     w = weights.embeddings
-    x = w.word_embeddings[input_ids] + w.token_type_embeddings[token_type_ids]  # (S, H)
-    x += w.position_embeddings[positions]
-    x = np.ascontiguousarray(x.T)  # (H, S)
-    return layer_norm_(x, w.layer_norm_weight, w.layer_norm_bias, eps, np.empty_like(x))
+    x = w.word[input_ids]  # (S, E)
+    if w.token_type is not None:
+        x = x + w.token_type[token_type_ids]
+    x += w.position[positions]
+    x = np.ascontiguousarray(x.T)  # (E, S)
+    layer_norm_(x, w.norm.weight, w.norm.bias, eps, np.empty_like(x))
+    if w.project is not None:  # ELECTRA: E -> H
+        x = matmul(w.project.weight, x)
+        x += w.project.bias[:, None]
+    return x
 
 
-def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array) -> Array:
+def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: BertConfig, out: Array,
+                         relative_bias: Optional[Dict[int, Array]] = None) -> Array:
     """model.encoder_layer on packed tokens.  x: (H, S) -> out: (H, S) (out must not be x)."""
     H, S = x.shape
-    qkv = np.empty((3 * H, S), dtype=np.float32)
-    # model.py keeps each weight as an (in, out) view for x @ W; .T is the (out, in) array as stored: no copy.
-    matmul(w.qkv_weight.T, x, out=qkv)  # (3H, S)
-    qkv += w.qkv_bias[:, None]
-    context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((H, S), dtype=np.float32))
+    qkv = matmul(w.qkv.weight, x)  # (3H, S): the checkpoint's (out, in) weights as they lie
+    qkv += w.qkv.bias[:, None]
+    context = packed_attention(qkv, offsets, config.num_attention_heads, np.empty((H, S), dtype=np.float32),
+                               relative_bias)
     _dense_columns(x, context, w, config, out)
     return out
 
@@ -261,126 +270,51 @@ def packed_encoder_layer(x: Array, w: LayerWeights, offsets: Array, config: Bert
 def _dense_columns(x: Array, context: Array, w: LayerWeights, config: BertConfig, out: Array) -> None:
     """A layer after attention: output projection, residual, layer norm, feed-forward, residual, layer norm;
     block by block of COL_BLOCK tokens, each block's element-wise work done while it is in cache.  Writes out."""
-    eps, act = config.layer_norm_eps, ACTIVATIONS_[config.hidden_act]
-    H, I = x.shape[0], w.intermediate_bias.shape[0]
+    eps, act = config.layer_norm_eps, IN_PLACE[model.ACTIVATIONS[config.hidden_act]]
+    H, I = x.shape[0], w.intermediate.bias.shape[0]
     blocks = _blocks(x.shape[1])
     n = max(c.stop - c.start for c in blocks)
     scratch_h, a_block = np.empty(H * n, dtype=np.float32), np.empty(H * n, dtype=np.float32)
     inner = [np.empty(I * n, dtype=np.float32) for _ in range(4)]
     for c in blocks:
         m = c.stop - c.start
-        a = matmul(w.attention_output_weight.T, context[:, c], out=_scratch(a_block, H, m))  # (H, m)
-        a += w.attention_output_bias[:, None]
+        a = _dense(w.attention_output, context[:, c], _scratch(a_block, H, m))  # (H, m)
         a += x[:, c]
-        layer_norm_(a, w.attention_layer_norm_weight, w.attention_layer_norm_bias, eps, _scratch(scratch_h, H, m))
-        h = matmul(w.intermediate_weight.T, a, out=_scratch(inner[0], I, m))  # (I, m)
-        h += w.intermediate_bias[:, None]
+        layer_norm_(a, w.attention_norm.weight, w.attention_norm.bias, eps, _scratch(scratch_h, H, m))
+        h = _dense(w.intermediate, a, _scratch(inner[0], I, m))  # (I, m)
         act(h, tuple(_scratch(s, I, m) for s in inner[1:]))
-        f = matmul(w.output_weight.T, h, out=out[:, c])  # (H, m)
-        f += w.output_bias[:, None]
+        f = _dense(w.output, h, out[:, c])  # (H, m)
         f += a
-        layer_norm_(f, w.output_layer_norm_weight, w.output_layer_norm_bias, eps, _scratch(scratch_h, H, m))
+        layer_norm_(f, w.output_norm.weight, w.output_norm.bias, eps, _scratch(scratch_h, H, m))
 
 
-def packed_encoder(x: Array, offsets: Array, weights: BertWeights, config: BertConfig,
+def _dense(p: Linear, x: Array, out: Array) -> Array:
+    """model.linear feature-major: W @ x + b into `out`.  x: (in, m) -> (out, m)"""
+    matmul(p.weight, x, out=out)
+    out += p.bias[:, None]
+    return out
+
+
+def packed_encoder(x: Array, offsets: Array, weights: EncoderWeights, config: BertConfig,
                    hidden_states: Optional[List[Array]] = None) -> Array:
     """All layers on packed tokens.  x: (H, S) embeddings -> (H, S) last hidden state.
 
     If `hidden_states` is given (L + 1 arrays (S, H), token-major), each layer's output is copied into it after
     the embeddings.
     """
+    relative_bias = None
+    if weights.relative_attention_bias is not None:  # MPNet: one (N, T, T) bias per length, for every layer
+        relative_bias = {int(T): np.ascontiguousarray(
+            model.relative_position_bias(int(T), weights.relative_attention_bias).transpose(0, 2, 1))
+            for T in np.unique(np.diff(offsets)) if T > 0}
     spare = np.empty_like(x)
     if hidden_states is not None:
         hidden_states[0][...] = x.T
     for i, layer in enumerate(weights.layers):
-        x, spare = packed_encoder_layer(x, layer, offsets, config, out=spare), x
+        x, spare = packed_encoder_layer(x, layer, offsets, config, spare, relative_bias), x
         if hidden_states is not None:
             hidden_states[i + 1][...] = x.T
     return x
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Threads: one group of sequences per core, the BLAS single-threaded meanwhile
-# ----------------------------------------------------------------------------------------------------------------
-
-class _BlasThreads:
-    """Get and set OpenBLAS's thread count through its C API, found in the library NumPy loaded (no dependency).
-
-    OpenBLAS's count is process-wide, so it is set to 1 only for the duration of a call, under a lock.
-    `available` is False when NumPy's BLAS is not an OpenBLAS we can find; the batch then is not split.
-    """
-
-    SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-               "openblas_set_num_threads64_")
-    GETTERS = tuple(name.replace("set_", "get_") for name in SETTERS)
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self._get = self._set = None
-        for path in _loaded_libraries("openblas"):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for set_name, get_name in zip(self.SETTERS, self.GETTERS):
-                if hasattr(lib, set_name) and hasattr(lib, get_name):
-                    self._set, self._get = getattr(lib, set_name), getattr(lib, get_name)
-                    self._set.argtypes, self._set.restype = [ctypes.c_int], None
-                    self._get.argtypes, self._get.restype = [], ctypes.c_int
-                    return
-
-    @property
-    def available(self) -> bool:
-        return self._set is not None
-
-    def get(self) -> int:
-        return self._get()
-
-    def set(self, n: int) -> None:
-        self._set(n)
-
-
-def _loaded_libraries(name: str) -> List[str]:
-    """Paths of the shared libraries mapped into this process whose file name contains `name` (Linux), else
-    those next to NumPy (its wheels ship their BLAS in numpy.libs / numpy/.dylibs)."""
-    paths: List[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = [line.split()[-1] for line in maps if name in line.rsplit("/", 1)[-1]]
-    except OSError:
-        import glob
-        root = os.path.dirname(np.__file__)
-        paths = glob.glob(os.path.join(root, ".dylibs", f"*{name}*")) + glob.glob(
-            os.path.join(root + ".libs", f"*{name}*"))
-    return list(dict.fromkeys(paths))
-
-
-def num_threads() -> int:
-    """Threads the fast path uses: MINIBERT_NUM_THREADS if set, else the cores this process may run on.
-    With 1, the BLAS is kept to one thread too."""
-    env = os.environ.get("MINIBERT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-_BLAS: Optional[_BlasThreads] = None
-_POOL: Optional[ThreadPoolExecutor] = None
-_POOL_SIZE = 0
-
-
-def _blas() -> _BlasThreads:
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = _BlasThreads()
-    return _BLAS
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE < workers:
-        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minibert"), workers
-    return _POOL
 
 
 def split_sequences(offsets: Array, parts: int) -> List[Tuple[int, int]]:
@@ -391,47 +325,23 @@ def split_sequences(offsets: Array, parts: int) -> List[Tuple[int, int]]:
     return [(b0, b1) for b0, b1 in zip(cuts, cuts[1:]) if offsets[b1] > offsets[b0]]
 
 
-@contextmanager
-def _single_threaded_blas():
-    """OpenBLAS on one thread for the duration (no-op if it cannot be controlled)."""
-    blas = _blas()
-    if not blas.available:
-        yield
-        return
-    with blas.lock:
-        previous = blas.get()
-        blas.set(1)
-        try:
-            yield
-        finally:
-            blas.set(previous)
-
-
-def _run_parallel(tasks: List[Callable[[], None]]) -> None:
-    """Run the tasks on this thread and the pool's, with the BLAS single-threaded meanwhile."""
-    with _single_threaded_blas():
-        futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
-        tasks[0]()
-        for f in futures:
-            f.result()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------------------------
 
-def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, weights: BertWeights,
-                   config: BertConfig, *, output_hidden_states: bool = False,
+def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, position_ids: Array,
+                   weights: EncoderWeights, config: BertConfig, *, output_hidden_states: bool = False,
                    threads: Optional[int] = None) -> Tuple[Array, Packing, Optional[List[Array]]]:
-    """The encoder on the real tokens of checked (B, T) inputs.
+    """The encoder on the real tokens of checked (B, T) inputs (position_ids from model.position_ids).
 
     Returns the packed last hidden state (S, H) (sequence b at rows packing.offsets[b]:offsets[b + 1]), the
     Packing, and, if asked, the L + 1 packed hidden states.
     """
     packing = Packing.from_mask(attention_mask)
     S, H = int(packing.offsets[-1]), config.hidden_size
-    ids, types = input_ids[packing.rows, packing.cols], token_type_ids[packing.rows, packing.cols]
-    x = packed_embeddings(ids, types, packing.cols, weights, config.layer_norm_eps)  # (H, S)
+    real = (packing.rows, packing.cols)
+    x = packed_embeddings(input_ids[real], token_type_ids[real], position_ids[real], weights,
+                          config.layer_norm_eps)  # (H, S)
     hidden = [np.empty((S, H), dtype=np.float32) for _ in range(len(weights.layers) + 1)] \
         if output_hidden_states else None
     last = np.empty((S, H), dtype=np.float32)
@@ -447,33 +357,19 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
 
     # Tokens are split at three levels: the batch by sequences into one part per thread (below), each part by
     # sequences into blocks of about COL_BLOCK tokens (run), and after attention by columns (_dense_columns).
-    threads = num_threads() if threads is None else threads
-    parts = split_sequences(packing.offsets, threads) if threads > 1 and _blas().available else []
+    threads = blas.num_threads() if threads is None else threads
+    parts = split_sequences(packing.offsets, threads) if threads > 1 and blas.controllable() else []
     if len(parts) > 1:
-        _run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
+        blas.run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
     elif S:  # one sequence: the BLAS's own threads share each of its products (unless we are told one thread)
-        with _single_threaded_blas() if threads == 1 else nullcontext():
+        with blas.single_threaded() if threads == 1 else nullcontext():
             run(0, len(packing.lengths))
     return last, packing, hidden
 
 
-def fast_forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, weights: BertWeights,
-                 config: BertConfig, *, output_hidden_states: bool = False) -> BertOutput:
-    """model.bert_forward's outputs (without attentions), computed on real tokens only; zeros at padding."""
-    last, packing, hidden = packed_forward(input_ids, attention_mask, token_type_ids, weights, config,
-                                           output_hidden_states=output_hidden_states)
-    shape = input_ids.shape
-    last_hidden_state = packing.unpack(last, shape)  # (B, T, H)
-    return BertOutput(
-        last_hidden_state=last_hidden_state,
-        pooler_output=_pooler(last_hidden_state, weights.pooler) if weights.pooler is not None else None,
-        hidden_states=tuple(packing.unpack(h, shape) for h in hidden) if hidden is not None else None,
-    )
-
-
-def _pooler(hidden: Array, w: PoolerWeights) -> Array:
+def pooler(hidden: Array, p: Linear) -> Array:
     """model.pooler through `matmul`, so that a sentence's pooled vector is the same alone or in a batch.
     One product of B columns: on one BLAS thread (waking the others costs more, and much more on a busy machine)."""
-    with _single_threaded_blas():
+    with blas.single_threaded():
         cls = np.ascontiguousarray(hidden[:, 0].T)  # (H, B)
-        return np.tanh(matmul(w.weight.T, cls).T + w.bias)  # (B, H)
+        return np.tanh(matmul(p.weight, cls).T + p.bias)  # (B, H)

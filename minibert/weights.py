@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import BertConfig
 from .errors import CheckpointError
+from .params import POOLER_SHAPES, canonical_name, expected_shapes, sinusoidal_positions
 
 # safetensors dtype -> NumPy dtype of the stored bytes. NumPy has no bfloat16: BF16 is kept as its raw
 # 16-bit patterns and widened by `to_float32`.
@@ -193,69 +194,30 @@ def to_float32(t: StoredTensor) -> np.ndarray:
     return t.array.astype(np.float32)
 
 
-def canonical_name(name: str) -> str:
-    """Map a checkpoint's tensor name to BertModel's: no `bert.` prefix, LayerNorm gamma/beta as weight/bias."""
-    if name.startswith("bert."):
-        name = name[len("bert."):]
-    if name.endswith("LayerNorm.gamma"):
-        name = name[: -len("gamma")] + "weight"
-    elif name.endswith("LayerNorm.beta"):
-        name = name[: -len("beta")] + "bias"
-    return name
+def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
+                           where: str) -> Dict[str, StoredTensor]:
+    """Pick the encoder's tensors (and the pooler's, when present) by canonical name (params.py) and check each.
 
-
-def expected_shapes(config: BertConfig) -> Dict[str, tuple]:
-    """Every tensor the encoder needs, with its shape (PyTorch's Linear stores weights as (out, in))."""
-    H, I = config.hidden_size, config.intermediate_size
-    shapes = {
-        "embeddings.word_embeddings.weight": (config.vocab_size, H),
-        "embeddings.position_embeddings.weight": (config.max_position_embeddings, H),
-        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, H),
-        "embeddings.LayerNorm.weight": (H,),
-        "embeddings.LayerNorm.bias": (H,),
-    }
-    for i in range(config.num_hidden_layers):
-        p = f"encoder.layer.{i}."
-        for proj in ("query", "key", "value"):
-            shapes[f"{p}attention.self.{proj}.weight"] = (H, H)
-            shapes[f"{p}attention.self.{proj}.bias"] = (H,)
-        shapes.update({
-            f"{p}attention.output.dense.weight": (H, H),
-            f"{p}attention.output.dense.bias": (H,),
-            f"{p}attention.output.LayerNorm.weight": (H,),
-            f"{p}attention.output.LayerNorm.bias": (H,),
-            f"{p}intermediate.dense.weight": (I, H),
-            f"{p}intermediate.dense.bias": (I,),
-            f"{p}output.dense.weight": (H, I),
-            f"{p}output.dense.bias": (H,),
-            f"{p}output.LayerNorm.weight": (H,),
-            f"{p}output.LayerNorm.bias": (H,),
-        })
-    return shapes
-
-
-POOLER_SHAPES = {"pooler.dense.weight": "HH", "pooler.dense.bias": "H"}
-
-
-def select_bert_tensors(stored: Dict[str, StoredTensor], config: BertConfig, where: str) -> Dict[str, StoredTensor]:
-    """Pick the encoder's tensors (and the pooler's, when present) by canonical name and check each one.
-
-    Pretraining heads (`cls.*`), task heads (`classifier.*`, `qa_outputs.*`) and buffers such as
-    `embeddings.position_ids` are ignored.
+    Pretraining and task heads (`cls.*`, `lm_head.*`, `classifier.*`, ...) and buffers such as
+    `embeddings.position_ids` are not the encoder's and are left out.
     """
     by_name: Dict[str, StoredTensor] = {}
     for name, t in stored.items():
-        canon = canonical_name(name)
+        canon = canonical_name(name, config.model_type)
         if canon in by_name:
             raise CheckpointError(f"{where}: tensor {canon!r} is stored twice (as {name!r} and another name)")
         by_name[canon] = t
+    if config.sinusoidal_pos_embds and "embeddings.position_embeddings.weight" not in by_name:
+        table = sinusoidal_positions(config.max_position_embeddings, config.embedding_size)
+        by_name["embeddings.position_embeddings.weight"] = StoredTensor("F32", table, Path(where))
 
-    # Check the layer count before listing every expected tensor: a corrupt config could ask for a billion layers.
+    # Count the stored layers before listing every expected tensor: a corrupt config could ask for a billion
+    # layers, and only the layers really stored may size anything.
     L = config.num_hidden_layers
-    if not any(n.startswith(f"encoder.layer.{L - 1}.") for n in by_name):
-        layers = {n.split(".")[2] for n in by_name if n.startswith("encoder.layer.")}
+    stored_layers = {n.split(".")[2] for n in by_name if n.startswith("encoder.layer.")}
+    if L > len(stored_layers) or not any(n.startswith(f"encoder.layer.{L - 1}.") for n in by_name):
         raise CheckpointError(f"{where}: the config asks for num_hidden_layers = {L}, but the checkpoint stores "
-                              f"{len(layers)} layer(s) (no tensor 'encoder.layer.{L - 1}.*')")
+                              f"{len(stored_layers)} layer(s) (no tensor 'encoder.layer.{L - 1}.*')")
     H = config.hidden_size
     shapes = expected_shapes(config)
     pooler = [n for n in POOLER_SHAPES if n in by_name]
@@ -267,7 +229,8 @@ def select_bert_tensors(stored: Dict[str, StoredTensor], config: BertConfig, whe
     missing = [n for n in shapes if n not in by_name]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise CheckpointError(f"{where}: missing tensor(s) {', '.join(missing[:5])}{more} (expected for {config.num_hidden_layers} layers)")
+        raise CheckpointError(f"{where}: missing tensor(s) {', '.join(missing[:5])}{more} (expected for a "
+                              f"{config.model_type} model of {L} layers; names shown as BERT's, see minibert/params.py)")
     selected = {}
     for name, shape in shapes.items():
         t = by_name[name]

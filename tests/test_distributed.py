@@ -20,7 +20,7 @@ from minibert.distributed import (WORKER_ENV, Partition, encode_corpus, encode_p
                                   expand_inputs, load_embeddings, plan_partitions)
 from minibert.cli import main  # noqa: E402
 from minibert.encoder import SentenceEncoder  # noqa: E402
-from conftest import ODD_MODEL, shared_data  # noqa: E402
+from conftest import ODD_MODEL, assert_batch_invariant, shared_data  # noqa: E402
 
 STSB_PAIRS = 400  # with WiC dev's 1,276 sentences: 2,076 real sentences
 
@@ -86,7 +86,7 @@ def test_cluster_gives_single_process_vectors_in_input_order(client, corpus, ref
     first_stsb = list(emb)[5]
     assert first_stsb.lines[0] == 1 and first_stsb.source.endswith("stsb.jsonl")
     on_worker = client.submit(minilm_encoder.encode, corpus[1][n_wic:n_wic + 300], pure=False).result()
-    np.testing.assert_array_equal(first_stsb.vectors, on_worker)
+    assert_batch_invariant(first_stsb.vectors, on_worker)
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["count"] == len(corpus[1]) and [s["shard"] for s in index["shards"]] == \
         [f"{i:05d}.npy" for i in range(8)]
@@ -208,7 +208,7 @@ def test_bad_lines_skipped_are_listed_in_manifest_and_index(tmp_path, odd_encode
                                    [6, "'text' is int; expected a string"],
                                    [7, "not JSON (Expecting value at column 1)"]]
     assert manifest["count"] == 3
-    np.testing.assert_array_equal(np.load(tmp_path / "out" / "00000.npy"),
+    assert_batch_invariant(np.load(tmp_path / "out" / "00000.npy"),
                                   odd_encoder.encode(["fine", "café", "last, without a newline"]))
 
 
@@ -228,7 +228,7 @@ def test_bad_lines_through_the_cluster(client, odd_encoder, tmp_path):
         [(str(path), n) for n in (2, 3, 5, 6, 7)] + [(str(text), 3), (str(text), 4), (str(empty), 0)]
     emb = load_embeddings(tmp_path / "c")
     assert emb.lines() == [(str(path), n) for n in (1, 4, 8)] + [(str(text), n) for n in (1, 2, 5)]
-    np.testing.assert_array_equal(emb.array()[3:], odd_encoder.encode(["one", "?", "two"]))
+    assert_batch_invariant(emb.array()[3:], odd_encoder.encode(["one", "?", "two"]))
     # A later run without errors="skip" does not reuse shards that left lines out: it reports the first one.
     with pytest.raises(InputError, match=f"^{path}:2: no 'text' field"):
         encode_corpus([path, text], tmp_path / "c", model=odd_encoder, client=client, partition_size=3)
@@ -263,9 +263,9 @@ def test_command_line_on_a_scheduler_and_on_its_own_local_cluster(client, odd_en
     assert capsys.readouterr().out == (f"3 vectors of 80 floats in {tmp_path / 'a'} "
                                        "(2 shards encoded, 0 reused, 0 lines skipped)\n")
     expected = odd_encoder.encode(["first line", "second line", "third line"])
-    np.testing.assert_array_equal(load_embeddings(tmp_path / "a").array(), expected)
+    assert_batch_invariant(load_embeddings(tmp_path / "a").array(), expected)
     assert main([*command, str(tmp_path / "b"), str(text)]) == 0  # no scheduler: a LocalCluster of its own
-    np.testing.assert_array_equal(load_embeddings(tmp_path / "b").array(), expected)
+    assert_batch_invariant(load_embeddings(tmp_path / "b").array(), expected)
     capsys.readouterr()
     assert main([*command, str(tmp_path / "c"), str(tmp_path / "none.txt")]) == 1
     assert capsys.readouterr().err == f"minibert encode-corpus: error: {tmp_path / 'none.txt'}: no such file\n"

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from minibert.explain import cosine, explain, main
+from minibert.explain import cosine, explain, main, sublayer_steps
 
 from conftest import REPO
 
@@ -87,13 +87,14 @@ def test_json_agrees_with_text(classic_runs):
 def test_measurements_come_from_the_forward_pass(minilm, minilm_tokenizer):
     e = explain(minilm, minilm_tokenizer, "The unaffable cat chased the mouse.", "unaffable")
     assert len(e.word.tokens) > 1  # several pieces, averaged
-    trace = []
-    out = minilm(**minilm_tokenizer(e.sentence), output_hidden_states=True, trace=trace)
+    batch = minilm_tokenizer(e.sentence)
+    out = minilm(**batch, output_hidden_states=True)
+    steps = sublayer_steps(minilm, batch)
     pieces = list(e.word.tokens)
     for i, v in enumerate(e.layers):
         before = out.hidden_states[i][0, pieces].mean(axis=0)
         after = out.hidden_states[i + 1][0, pieces].mean(axis=0)
-        mid = trace[i]["after_attention"][0, pieces].mean(axis=0)
+        mid = steps[i].after_attention[pieces].mean(axis=0)
         assert v.cosine_to_previous == pytest.approx(cosine(before, after), abs=1e-6)
         assert v.attention_step == pytest.approx(np.linalg.norm(mid - before), rel=1e-5)
         assert v.feed_forward_step == pytest.approx(np.linalg.norm(after - mid), rel=1e-5)

@@ -5,10 +5,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import batch_invariance_tolerance
+from conftest import assert_batch_invariant
 
-from minibert import fast
-from minibert.model import attention, bert_forward, gelu, gelu_tanh, layer_norm, relu, split_heads, merge_heads
+from minibert import InputError, blas, fast
+from minibert.model import (attention, forward, gelu, gelu_tanh, layer_norm, merge_heads, position_ids, relu,
+                            split_heads)
+from minibert.params import Norm
 
 # The same sums in other orders (the BLAS multiplies feature-major, W @ x; softmax sums down columns in
 # sequence; layer norm sums in float64): a few float32 ulps at hidden states of size ~10 (measured: MiniLM 4.5e-6;
@@ -34,6 +36,16 @@ def random_batch(model, B, T, seed, holes=False):
     return ids, mask, types
 
 
+def reference(model, ids, mask, types):
+    """model.py's forward: the L + 1 hidden states (B, T, H), values at padding included."""
+    return forward(ids, mask, types, model.weights, model.config)[0]
+
+
+def packed(model, ids, mask, types, **kwargs):
+    return fast.packed_forward(ids, mask, types, position_ids(ids, model.config), model.weights, model.config,
+                               **kwargs)
+
+
 def max_diff_at_real(ours, reference, mask):
     return float(np.abs(ours - reference)[mask.astype(bool)].max())
 
@@ -46,13 +58,13 @@ def test_packed_forward_equals_reference_without_padding(request, model_name, th
     model = request.getfixturevalue(model_name)
     ids, _, types = random_batch(model, 8, 50, seed=threads)
     mask = np.ones_like(ids)
-    ref = bert_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
-    last, packing, hidden = fast.packed_forward(ids, mask, types, model.weights, model.config,
+    ref = reference(model, ids, mask, types)
+    last, packing, hidden = packed(model, ids, mask, types,
                                                 output_hidden_states=True, threads=threads)
     assert last.shape == (ids.size, model.config.hidden_size) and last.dtype == np.float32
     np.testing.assert_array_equal(packing.offsets, np.arange(9) * 50)
     np.testing.assert_array_equal(hidden[-1], last)
-    for ours, theirs in zip(hidden, ref.hidden_states):
+    for ours, theirs in zip(hidden, ref):
         assert np.abs(ours - theirs.reshape(ours.shape)).max() <= HIDDEN_TOL[model_name]
 
 
@@ -62,9 +74,9 @@ def test_one_long_sequence_in_blocks_equals_reference(monkeypatch, minilm, col_b
     monkeypatch.setattr(fast, "COL_BLOCK", col_block)
     ids, _, types = random_batch(minilm, 1, 150, seed=8)
     mask = np.ones_like(ids)
-    ref = bert_forward(ids, mask, types, minilm.weights, minilm.config)
-    last, _, _ = fast.packed_forward(ids, mask, types, minilm.weights, minilm.config)
-    assert np.abs(last - ref.last_hidden_state[0]).max() <= HIDDEN_TOL["minilm"]
+    ref = reference(minilm, ids, mask, types)
+    last, _, _ = packed(minilm, ids, mask, types)
+    assert np.abs(last - ref[-1][0]).max() <= HIDDEN_TOL["minilm"]
 
 
 @pytest.mark.parametrize("model_name", ["minilm", "odd"])
@@ -75,9 +87,9 @@ def test_packed_forward_equals_reference_on_padded_batch(request, model_name, ho
     test_invariants)."""
     model = request.getfixturevalue(model_name)
     ids, mask, types = random_batch(model, 6, 19, seed=4, holes=holes)
-    ref = bert_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
-    _, _, hidden = fast.packed_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
-    for ours, theirs in zip(hidden, ref.hidden_states):
+    ref = reference(model, ids, mask, types)
+    _, _, hidden = packed(model, ids, mask, types, output_hidden_states=True)
+    for ours, theirs in zip(hidden, ref):
         assert np.abs(ours - theirs[mask.astype(bool)]).max() <= PADDED_TOL
 
 
@@ -86,39 +98,51 @@ def test_tokens_in_blocks_change_nothing(monkeypatch, minilm, threads):
     """Each thread takes its sequences through the layers a block of ~COL_BLOCK tokens at a time; with blocks of
     a few sequences (and a long sequence's feed-forward cut into columns) every number is the same, to the bit."""
     ids, mask, types = random_batch(minilm, 9, 40, seed=6, holes=True)
-    whole = fast.packed_forward(ids, mask, types, minilm.weights, minilm.config, output_hidden_states=True,
+    whole = packed(minilm, ids, mask, types, output_hidden_states=True,
                                 threads=threads)
     monkeypatch.setattr(fast, "COL_BLOCK", 32)
-    blocks = fast.packed_forward(ids, mask, types, minilm.weights, minilm.config, output_hidden_states=True,
+    blocks = packed(minilm, ids, mask, types, output_hidden_states=True,
                                  threads=threads)
-    np.testing.assert_array_equal(blocks[0], whole[0])
+    assert_batch_invariant(blocks[0], whole[0])
     for a, b in zip(blocks[2], whole[2]):
-        np.testing.assert_array_equal(a, b)
+        assert_batch_invariant(a, b)
 
 
 @pytest.mark.parametrize("model_name", ["minilm", "odd"])
 def test_model_call_uses_fast_path_with_zeros_at_padding(request, model_name):
     model = request.getfixturevalue(model_name)
     ids, mask, types = random_batch(model, 5, 17, seed=11)
-    ref = bert_forward(ids, mask, types, model.weights, model.config, output_hidden_states=True)
+    ref = reference(model, ids, mask, types)
     out = model(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
-    assert out.attentions is None and len(out.hidden_states) == len(ref.hidden_states)
-    assert max_diff_at_real(out.last_hidden_state, ref.last_hidden_state, mask) <= PADDED_TOL
-    for ours, theirs in zip(out.hidden_states, ref.hidden_states):
+    assert out.attentions is None and len(out.hidden_states) == len(ref)
+    assert max_diff_at_real(out.last_hidden_state, ref[-1], mask) <= PADDED_TOL
+    for ours, theirs in zip(out.hidden_states, ref):
         assert ours.shape == theirs.shape and max_diff_at_real(ours, theirs, mask) <= PADDED_TOL
     assert not out.last_hidden_state[mask == 0].any()
-    if ref.pooler_output is not None:
-        assert np.abs(out.pooler_output - ref.pooler_output).max() <= PADDED_TOL
-    # Attentions and traces come from the reference functions, padding vectors included.
-    explained = model(ids, attention_mask=mask, token_type_ids=types, output_attentions=True)
-    np.testing.assert_array_equal(explained.last_hidden_state, ref.last_hidden_state)
+    # The reference path (chosen, or for attentions): the same contract, zeros at padding.
+    for kwargs in ({"path": "reference", "output_hidden_states": True}, {"output_attentions": True}):
+        explained = model(ids, attention_mask=mask, token_type_ids=types, **kwargs)
+        np.testing.assert_array_equal(explained.last_hidden_state, ref[-1] * mask[:, :, None])
+        assert explained.last_hidden_state.dtype == np.float32
+        if out.pooler_output is not None:
+            assert np.abs(out.pooler_output - explained.pooler_output).max() <= PADDED_TOL
+
+
+def test_path_is_an_explicit_choice(odd):
+    ids = np.array([[2, 5, 7, 3]])
+    with pytest.raises(InputError, match="path='reference'"):
+        odd(ids, output_attentions=True, path="fast")
+    with pytest.raises(InputError, match="path"):
+        odd(ids, path="quick")
+    fast_out, ref_out = odd(ids, path="fast"), odd(ids, path="reference")
+    assert fast_out.attentions is None and ref_out.attentions is None
+    assert np.abs(fast_out.last_hidden_state - ref_out.last_hidden_state).max() <= HIDDEN_TOL["odd"]
 
 
 def test_sentence_alone_equals_sentence_in_any_batch(minilm, minilm_tokenizer):
-    """To the bit (with OpenBLAS): alone, a sequence runs on the BLAS's own threads; in a batch, on ours with the
-    BLAS on one."""
-    def same(a, b):
-        np.testing.assert_allclose(a, b, rtol=0, atol=batch_invariance_tolerance())
+    """Alone, a sequence runs on the BLAS's own threads; in a batch, on ours with the BLAS on one: the same
+    numbers to a few ulps (conftest.BATCH_RTOL)."""
+    same = assert_batch_invariant
 
     batch = minilm_tokenizer(SENTENCES)
     together = minilm(**batch).last_hidden_state
@@ -147,8 +171,8 @@ def test_column_means_do_not_depend_on_the_other_columns():
 def test_one_token_sequence_alone_equals_it_in_a_batch(minilm):
     ids = np.array([[2000, 0, 0], [101, 2000, 102]])
     mask = np.array([[1, 0, 0], [1, 1, 1]])
-    np.testing.assert_array_equal(minilm(ids, attention_mask=mask).last_hidden_state[0, :1],
-                                  minilm(ids[:1, :1]).last_hidden_state[0])
+    assert_batch_invariant(minilm(ids, attention_mask=mask).last_hidden_state[0, :1],
+                           minilm(ids[:1, :1]).last_hidden_state[0])
 
 
 def test_all_padding_row_is_zero_and_others_unaffected(minilm):
@@ -157,7 +181,7 @@ def test_all_padding_row_is_zero_and_others_unaffected(minilm):
     out = minilm(ids, attention_mask=mask)
     assert not out.last_hidden_state[1].any() and np.isfinite(out.pooler_output).all()
     alone = minilm(ids[:1]).last_hidden_state
-    np.testing.assert_array_equal(out.last_hidden_state[:1], alone)
+    assert_batch_invariant(out.last_hidden_state[:1], alone)
     empty = minilm(ids[1:], attention_mask=mask[1:])  # no real token at all
     assert empty.last_hidden_state.shape == (1, 3, 384) and not empty.last_hidden_state.any()
 
@@ -190,7 +214,7 @@ def test_in_place_elementwise_steps_equal_reference():
     w, b = rng.standard_normal(80).astype(np.float32), rng.standard_normal(80).astype(np.float32)
     # Feature-major: the mean runs down each column, summed in another order than the reference's.
     ours = fast.layer_norm_(np.ascontiguousarray(x.T), w, b, 1e-12, np.empty_like(x.T)).T
-    assert np.abs(ours - layer_norm(x, w, b, 1e-12)).max() <= 2e-6
+    assert np.abs(ours - layer_norm(x, Norm(w, b), 1e-12)).max() <= 2e-6
     exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x[0].astype(np.float64)])
     assert np.abs(fast.gelu_(x[:1].copy(), tuple(s[:1] for s in scratch))[0] - exact).max() < 1e-6
 
@@ -207,29 +231,27 @@ def test_split_sequences_balances_tokens_and_covers_the_batch():
 
 
 def test_blas_thread_count_is_restored(minilm):
-    blas = fast._blas()
-    if not blas.available:
+    if not blas.controllable():
         pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count we can set")
-    before = blas.get()
-    fast.packed_forward(np.ones((4, 5), dtype=np.int64), np.ones((4, 5), dtype=np.int64),
-                        np.zeros((4, 5), dtype=np.int64), minilm.weights, minilm.config, threads=2)
-    assert blas.get() == before
+    before = blas._openblas().get()
+    ids = np.ones((4, 5), dtype=np.int64)
+    packed(minilm, ids, ids, 0 * ids, threads=2)
+    assert blas._openblas().get() == before
 
 
 def test_one_thread_keeps_the_blas_on_one_thread(monkeypatch, minilm):
-    blas = fast._blas()
-    if not blas.available:
+    if not blas.controllable():
         pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count we can set")
     seen = []
     encoder = fast.packed_encoder
-    monkeypatch.setattr(fast, "packed_encoder", lambda *a, **k: seen.append(blas.get()) or encoder(*a, **k))
+    monkeypatch.setattr(fast, "packed_encoder", lambda *a, **k: seen.append(blas._openblas().get()) or encoder(*a, **k))
     ids = np.ones((1, 80), dtype=np.int64)
-    fast.packed_forward(ids, ids, 0 * ids, minilm.weights, minilm.config, threads=1)
+    packed(minilm, ids, ids, 0 * ids, threads=1)
     assert seen == [1]
 
 
 def test_num_threads_from_environment(monkeypatch):
     monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
-    assert fast.num_threads() == 3
+    assert blas.num_threads() == 3
     monkeypatch.delenv("MINIBERT_NUM_THREADS")
-    assert fast.num_threads() >= 1
+    assert blas.num_threads() >= 1

@@ -16,14 +16,17 @@ SENTENCES = ["The cat sat on the mat.", "The cat chased the mouse.", "A bank by 
 SAME = 1e-5
 
 
-def test_padding_does_not_change_real_tokens(minilm, minilm_tokenizer):
+@pytest.mark.parametrize("path", ["reference", "fast"])
+def test_padding_does_not_change_real_tokens(minilm, minilm_tokenizer, path):
+    """On the reference path padding keys are in every product, and only the attention mask keeps them out:
+    a mask that let them through would change the real tokens' vectors. (The fast path never sees padding.)"""
     batch = minilm_tokenizer(SENTENCES[0])
-    alone = minilm(**batch).last_hidden_state[0]  # (T, H)
+    alone = minilm(**batch, path=path).last_hidden_state[0]  # (T, H)
     T = alone.shape[0]
     for extra in (1, 7, 40):
-        ids = np.pad(batch["input_ids"], ((0, 0), (0, extra)))
+        ids = np.pad(batch["input_ids"], ((0, 0), (0, extra)), constant_values=1037)  # real words, masked out
         mask = np.pad(batch["attention_mask"], ((0, 0), (0, extra)))
-        padded = minilm(ids, attention_mask=mask).last_hidden_state[0, :T]
+        padded = minilm(ids, attention_mask=mask, path=path).last_hidden_state[0, :T]
         assert np.abs(padded - alone).max() <= SAME
 
 
@@ -120,14 +123,18 @@ def test_other_activations_run(tmp_path, act):
     assert np.isfinite(other).all() and np.abs(other - base).max() > 1e-4
 
 
-def test_trace_records_each_sublayer(odd, odd_tokenizer):
-    trace = []
-    out = odd(**odd_tokenizer(SENTENCES[:2]), output_hidden_states=True, trace=trace)
-    assert len(trace) == odd.config.num_hidden_layers
-    for i, t in enumerate(trace):
-        np.testing.assert_array_equal(t["after_feed_forward"], out.hidden_states[i + 1])
-        assert t["attention_output"].shape == t["after_attention"].shape == t["feed_forward_output"].shape
-        assert np.abs(t["after_attention"] - out.hidden_states[i]).max() > 1e-3
+def test_sublayer_steps_compose_the_reference_layers(odd, odd_tokenizer):
+    """explain's hand-composed sub-layers give exactly the reference path's hidden states."""
+    from minibert.explain import sublayer_steps
+    batch = odd_tokenizer(SENTENCES[0])
+    out = odd(**batch, output_hidden_states=True, path="reference")
+    steps = sublayer_steps(odd, batch)
+    assert len(steps) == odd.config.num_hidden_layers
+    for i, t in enumerate(steps):
+        np.testing.assert_array_equal(t.before, out.hidden_states[i][0])
+        np.testing.assert_array_equal(t.after, out.hidden_states[i + 1][0])
+        assert t.attention_output.shape == t.after_attention.shape == t.feed_forward_output.shape
+        assert np.abs(t.after_attention - out.hidden_states[i][0]).max() > 1e-3
 
 
 def test_tokenizer_vocab(minilm_tokenizer):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from minibert import BertConfig
-from minibert.weights import expected_shapes
+from minibert.params import expected_shapes
 from wild import encode, write_safetensors
 
 if not Path("/proc/self/statm").exists():

@@ -1,0 +1,121 @@
+"""Threads for the fast path: OpenBLAS's thread count, and a pool that runs one group of sequences per core.
+
+NumPy gives no handle on its BLAS's threads, so the count is set through OpenBLAS's own C functions, found in
+the library NumPy loaded (no dependency). OpenBLAS's count is process-wide: `single_threaded` sets it to 1 only
+for the duration, under a lock, and puts it back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional
+
+import numpy as np
+
+
+class _OpenBLAS:
+    """OpenBLAS's get/set thread-count functions; `available` is False when NumPy's BLAS is not an OpenBLAS."""
+
+    SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+               "openblas_set_num_threads64_")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.get: Optional[Callable[[], int]] = None
+        self.set: Optional[Callable[[int], None]] = None
+        for path in _loaded_libraries("openblas"):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for set_name in self.SETTERS:
+                get_name = set_name.replace("set_", "get_")
+                if hasattr(lib, set_name) and hasattr(lib, get_name):
+                    self.set, self.get = getattr(lib, set_name), getattr(lib, get_name)
+                    self.set.argtypes, self.set.restype = [ctypes.c_int], None
+                    self.get.argtypes, self.get.restype = [], ctypes.c_int
+                    return
+
+    @property
+    def available(self) -> bool:
+        return self.set is not None
+
+
+def _loaded_libraries(name: str) -> List[str]:
+    """Paths of the shared libraries mapped into this process whose file name contains `name` (Linux), else
+    those next to NumPy (its wheels ship their BLAS in numpy.libs / numpy/.dylibs)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if name in line.rsplit("/", 1)[-1]]
+    except OSError:
+        root = os.path.dirname(np.__file__)
+        paths = glob.glob(os.path.join(root, ".dylibs", f"*{name}*")) + glob.glob(os.path.join(root + ".libs", f"*{name}*"))
+    return list(dict.fromkeys(paths))
+
+
+_OPENBLAS: Optional[_OpenBLAS] = None
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_SIZE = 0
+
+
+def _openblas() -> _OpenBLAS:
+    global _OPENBLAS
+    if _OPENBLAS is None:
+        _OPENBLAS = _OpenBLAS()
+    return _OPENBLAS
+
+
+def controllable() -> bool:
+    """Whether minibert can set the BLAS's thread count (NumPy's wheels ship an OpenBLAS it can)."""
+    return _openblas().available
+
+
+def num_threads() -> int:
+    """Threads the fast path uses: MINIBERT_NUM_THREADS if set, else the cores this process may run on.
+    With 1, the BLAS is kept to one thread too."""
+    env = os.environ.get("MINIBERT_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """OpenBLAS on one thread for the duration (a no-op where it cannot be controlled)."""
+    blas = _openblas()
+    if not blas.available:
+        yield
+        return
+    with blas.lock:
+        previous = blas.get()
+        blas.set(1)
+        try:
+            yield
+        finally:
+            blas.set(previous)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of at least `workers` threads. Called under the BLAS lock, so no task of an older, smaller pool is
+    running when it is replaced, and that pool's threads are ended rather than leaked."""
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE < workers:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minibert"), workers
+    return _POOL
+
+
+def run_parallel(tasks: List[Callable[[], None]]) -> None:
+    """Run the tasks at once, on this thread and the pool's, with the BLAS single-threaded meanwhile: NumPy
+    releases the GIL inside matrix products and ufuncs, so each task keeps a core busy."""
+    with single_threaded():
+        futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+        tasks[0]()
+        for f in futures:
+            f.result()

@@ -1,0 +1,184 @@
+"""The model object: a checkpoint loaded for its family, inputs checked, and one of two forward paths run.
+
+    model = AutoModel.from_pretrained("sentence-transformers/all-mpnet-base-v2")   # any supported family
+    out = model(**tokenizer(["The cat sat on the mat."]), output_hidden_states=True)
+    out.last_hidden_state        # (B, T, H), zeros at padding
+
+The two paths compute the same numbers (tests/test_fast.py, and both against PyTorch in tests/test_reference.py):
+    "fast"       fast.py: real tokens only, packed, over all cores. The default.
+    "reference"  model.py's functions, as written. Needed for attention probabilities.
+With `path=None` the fast path runs unless `output_attentions=True` asks for what only the reference path
+returns. Either way hidden states are zeros where attention_mask is 0 (the reference path computes vectors
+there and they are set to 0: they mean nothing, and this way no result depends on the path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, partial
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from . import fast, model
+from .config import BertConfig
+from .errors import InputError
+from .hub import resolve_model_dir
+from .params import EncoderWeights
+from .weights import StoredTensor, check_finite, read_checkpoint, select_encoder_tensors, to_float32
+
+Array = np.ndarray
+PATHS = ("fast", "reference")
+
+
+@dataclass
+class BertOutput:
+    """What a model call returns; the names are those of `transformers`' outputs."""
+
+    last_hidden_state: Array  # (B, T, H), zeros at padding
+    pooler_output: Optional[Array]  # (B, H), None when the checkpoint has no pooler
+    hidden_states: Optional[Tuple[Array, ...]] = None  # L + 1 x (B, T, H): embeddings, then each layer
+    attentions: Optional[Tuple[Array, ...]] = None  # L x (B, N, T, T)
+
+
+class BertModel:
+    """An encoder of any supported family (BERT, RoBERTa, XLM-R, CamemBERT, DistilBERT, ELECTRA, MPNet).
+
+    >>> model = BertModel.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    >>> out = model(input_ids, attention_mask=mask, output_hidden_states=True)
+    >>> out.last_hidden_state.shape       # (B, T, H)
+    """
+
+    def __init__(self, config: BertConfig, tensors: Dict[str, StoredTensor], *, strict: bool = False,
+                 name_or_path: Optional[str] = None, revision: Optional[str] = None):
+        self.config = config
+        self.tensors = tensors  # canonical name -> StoredTensor, memory-mapped from the checkpoint's files
+        self.strict = strict
+        self.name_or_path = name_or_path
+        self.revision = revision
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: Optional[str] = None,
+                        strict: bool = False) -> "BertModel":
+        """Load a local checkpoint folder or a Hugging Face Hub repo id (config.json + safetensors weights).
+
+        The family comes from config.json's `model_type`. Loading reads only config.json and the safetensors
+        headers; the weights stay on disk, memory-mapped, until the first forward pass. `strict=True` turns the
+        warning about NaN or infinite weights into an error.
+        """
+        folder = resolve_model_dir(name_or_path, revision=revision)
+        config = BertConfig.from_json_file(folder / "config.json")
+        tensors = select_encoder_tensors(read_checkpoint(folder), config, where=str(folder))
+        return cls(config, tensors, strict=strict, name_or_path=str(name_or_path), revision=revision)
+
+    @cached_property
+    def weights(self) -> EncoderWeights:
+        """The weights laid out for the forward pass, built on first use (so loading costs no memory):
+        fp16/bf16 tensors are widened to float32 once, Q/K/V stacked; fp32 tensors stay views of the file."""
+        arrays = {}
+        for name, t in self.tensors.items():
+            arrays[name] = to_float32(t)
+            check_finite(name, arrays[name], strict=self.strict)
+        return EncoderWeights.from_tensors(arrays, self.config.num_hidden_layers)
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, output_hidden_states: bool = False,
+                 output_attentions: bool = False, path: Optional[str] = None) -> BertOutput:
+        """Run the encoder.  input_ids: (B, T) or (T,) integer token ids; attention_mask: 1 for real tokens,
+        0 for padding (default: all 1); token_type_ids: segment of each token (default: all 0; ignored by
+        families without token types). A 1-D input is one sequence and gives outputs with B = 1.
+        `path`: "fast", "reference" or None (see the module docstring)."""
+        if path not in (None, *PATHS):
+            raise InputError(f"path: expected one of {', '.join(PATHS)} or None, got {path!r}")
+        if path == "fast" and output_attentions:
+            raise InputError("output_attentions=True needs path='reference' (the fast path never forms them)")
+        ids, mask, types = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        w = self.weights
+        if path == "reference" or output_attentions:
+            hidden, attentions = model.forward(ids, mask, types, w, self.config)
+            hidden = [h * mask[:, :, None].astype(np.float32) for h in hidden]  # zeros at padding, as on the fast path
+            pooled = model.pooler(hidden[-1], w.pooler) if w.pooler is not None else None
+        else:
+            positions = model.position_ids(ids, self.config)
+            last, packing, packed = fast.packed_forward(ids, mask, types, positions, w, self.config,
+                                                        output_hidden_states=output_hidden_states)
+            hidden = [packing.unpack(h, ids.shape) for h in packed] if packed else [packing.unpack(last, ids.shape)]
+            attentions, pooled = None, fast.pooler(hidden[-1], w.pooler) if w.pooler is not None else None
+        return BertOutput(
+            last_hidden_state=hidden[-1],
+            pooler_output=pooled,
+            hidden_states=tuple(hidden) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None)
+
+    def _check_inputs(self, input_ids, attention_mask, token_type_ids) -> Tuple[Array, Array, Array]:
+        c = self.config
+        ids = _as_int_array(input_ids, "input_ids")
+        if ids.ndim == 1:
+            ids = ids[None, :]
+        if ids.ndim != 2:
+            raise InputError(f"input_ids: expected shape (B, T) or (T,), got {ids.shape}")
+        B, T = ids.shape
+        if T == 0:
+            raise InputError("input_ids: no tokens (T = 0); a tokenized text has at least its special tokens")
+        if T > c.max_tokens:
+            usable = f", of which {c.max_tokens} hold tokens" if c.max_tokens < c.max_position_embeddings else ""
+            raise InputError(f"input_ids: {T} tokens is more than this model's max_position_embeddings "
+                             f"({c.max_position_embeddings}{usable}); truncate the input (the tokenizer does by default)")
+        _check_range(ids, c.vocab_size, "input_ids", "the vocabulary (vocab_size)")
+
+        def companion(value, name: str, default: int) -> Array:
+            if value is None:
+                return np.full((B, T), default, dtype=np.int64)
+            arr = _as_int_array(value, name)
+            if arr.ndim == 1 and B == 1:
+                arr = arr[None, :]
+            if arr.shape != (B, T):
+                raise InputError(f"{name}: shape {arr.shape} does not match input_ids' {(B, T)}")
+            return arr
+
+        mask = companion(attention_mask, "attention_mask", 1)
+        _check_range(mask, 2, "attention_mask", "{0, 1}")
+        if not c.type_vocab_size:  # DistilBERT, MPNet: no token types (their tokenizers send none)
+            return ids, mask, np.zeros((B, T), dtype=np.int64)
+        types = companion(token_type_ids, "token_type_ids", 0)
+        _check_range(types, c.type_vocab_size, "token_type_ids", "the token types (type_vocab_size)")
+        return ids, mask, types
+
+    def __reduce__(self):
+        # Pickle where the weights come from, not the arrays: unpickling memory-maps the same files (cheap for Dask).
+        if self.name_or_path is None:
+            raise TypeError(f"{type(self).__name__}: cannot pickle a model built from arrays; only one loaded with "
+                            "from_pretrained (it records the folder or Hub id, revision and strict, not the weights)")
+        folder = Path(self.name_or_path)
+        source = str(folder.resolve()) if folder.is_dir() else self.name_or_path  # same folder from any cwd
+        return partial(type(self).from_pretrained, revision=self.revision, strict=self.strict), (source,)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}({self.name_or_path!r}, model_type={c.model_type!r}, "
+                f"layers={c.num_hidden_layers}, hidden={c.hidden_size}, heads={c.num_attention_heads}, "
+                f"pooler={'pooler.dense.weight' in self.tensors})")
+
+
+class AutoModel:
+    """transformers' name for "the encoder of whatever family config.json says": here every family is a
+    BertModel (the same forward pass, with the family's named differences)."""
+
+    @staticmethod
+    def from_pretrained(name_or_path: str | Path, *, revision: Optional[str] = None, strict: bool = False) -> BertModel:
+        return BertModel.from_pretrained(name_or_path, revision=revision, strict=strict)
+
+
+def _as_int_array(value, name: str) -> Array:
+    arr = np.asarray(value)
+    # A bool mask is fine; an empty list arrives as float64 and is fine too.
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_ or (arr.size == 0 and arr.dtype != object)):
+        raise InputError(f"{name}: expected integers, got an array of {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_range(arr: Array, upper: int, name: str, what: str) -> None:
+    if arr.size and (arr.min() < 0 or arr.max() >= upper):
+        bad = np.argwhere((arr < 0) | (arr >= upper))[0]
+        raise InputError(f"{name}: value {arr[tuple(bad)]} at position {tuple(int(i) for i in bad)} is outside "
+                         f"{what}: expected 0 <= value < {upper}")
