@@ -169,9 +169,8 @@ def relative_position_bucket(relative: Array, num_buckets: int, max_distance: in
     bucket = np.where(relative > 0, half, 0)  # keys after the query use the upper half
     n = np.abs(relative)
     exact = half // 2
-    with np.errstate(divide="ignore"):  # log(0) where n == 0: that entry takes the `n < exact` branch
-        far = exact + (np.log(n.astype(np.float32) / exact) / np.float32(math.log(max_distance / exact))
-                       * (half - exact)).astype(np.int64)
+    far = exact + (np.log(np.maximum(n, 1).astype(np.float32) / exact)  # max(n, 1): n < exact takes the other branch
+                   / np.float32(math.log(max_distance / exact)) * (half - exact)).astype(np.int64)
     return bucket + np.where(n < exact, n, np.minimum(far, half - 1))
 
 

@@ -10,8 +10,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from tokenizers import Encoding
 from tokenizers import Tokenizer as _RustTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
 
+from .config import POSITIONS_AFTER_PADDING
 from .errors import CheckpointError, InputError
 from .hub import resolve_model_dir
 
@@ -52,7 +53,7 @@ class Batch(dict):
 
 
 class Tokenizer:
-    """BERT's WordPiece tokenizer, from a model folder's `tokenizer.json` (or `vocab.txt` + `tokenizer_config.json`)."""
+    """A checkpoint's own tokenizer (WordPiece, byte-level BPE or Unigram), through the `tokenizers` library."""
 
     def __init__(self, tokenizer: _RustTokenizer, *, model_max_length: int = 512, pad_token: str = "[PAD]",
                  name_or_path: Optional[str] = None):
@@ -68,24 +69,41 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: Optional[str] = None) -> "Tokenizer":
+        """From a model folder or Hub id: its `tokenizer.json` (WordPiece, byte-level BPE or Unigram), else the
+        legacy files `tokenizers` can build from alone: `vocab.json` + `merges.txt` (RoBERTa's byte-level BPE)
+        or `vocab.txt` (WordPiece), with `tokenizer_config.json`'s settings."""
         folder = resolve_model_dir(name_or_path, revision=revision)
         settings = _read_json(folder / "tokenizer_config.json")
+        config = _read_json(folder / "config.json")
         if (folder / "tokenizer.json").is_file():
             try:
                 tokenizer = _RustTokenizer.from_file(str(folder / "tokenizer.json"))
             except Exception as e:  # the Rust library raises plain Exception on a bad file
                 raise CheckpointError(f"{folder / 'tokenizer.json'}: cannot be read as a tokenizer ({e})") from None
+        elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            tokenizer = _byte_level_bpe(folder / "vocab.json", folder / "merges.txt", settings)
         elif (folder / "vocab.txt").is_file():
-            tokenizer = _wordpiece_from_vocab(folder / "vocab.txt", settings)
+            tokenizer = _wordpiece_from_vocab(folder / "vocab.txt", settings, config.get("model_type"))
         else:
-            raise CheckpointError(f"{folder}: no tokenizer.json or vocab.txt; a BERT tokenizer needs one of them")
+            sentencepiece = sorted(p.name for p in folder.glob("*.model"))
+            if sentencepiece:
+                raise CheckpointError(
+                    f"{folder / sentencepiece[0]}: a SentencePiece model, which minibert does not read (the "
+                    "`tokenizers` library needs the converted tokenizer.json). Get the repo's tokenizer.json, or "
+                    "write one where transformers is installed: "
+                    "`AutoTokenizer.from_pretrained(folder).save_pretrained(folder)`")
+            raise CheckpointError(f"{folder}: no tokenizer.json, vocab.json + merges.txt, or vocab.txt; "
+                                  "a tokenizer needs one of them")
         limit = settings.get("model_max_length")
-        positions = _read_json(folder / "config.json").get("max_position_embeddings")
+        positions = config.get("max_position_embeddings")
+        if isinstance(positions, int) and config.get("model_type") in POSITIONS_AFTER_PADDING:
+            pad = config.get("pad_token_id", 1)
+            positions -= (pad if isinstance(pad, int) else 1) + 1  # RoBERTa's 514 rows hold 512 tokens
         # Some files say model_max_length = 1e30 ("no limit"): the position table is the real limit.
         candidates = [v for v in (limit, positions) if isinstance(v, int) and 0 < v < 10**9]
+        pad_token = _token_setting(settings, "pad_token")
         return cls(tokenizer, model_max_length=min(candidates, default=512),
-                   pad_token=settings.get("pad_token") if isinstance(settings.get("pad_token"), str) else "[PAD]",
-                   name_or_path=str(name_or_path))
+                   pad_token=pad_token if pad_token is not None else "[PAD]", name_or_path=str(name_or_path))
 
     @property
     def vocab_size(self) -> int:
@@ -153,9 +171,22 @@ def _read_json(path: Path) -> dict:
     return d
 
 
-def _wordpiece_from_vocab(vocab_path: Path, settings: dict) -> _RustTokenizer:
-    """BERT's tokenizer built from a `vocab.txt` (one word piece per line, its id the line number) and the
-    `tokenizer_config.json` settings, as `transformers.BertTokenizerFast` builds it."""
+def _token_setting(settings: dict, key: str) -> Optional[str]:
+    """A special token of tokenizer_config.json: a string, or transformers' AddedToken form {"content": ...}."""
+    value = settings.get(key)
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _special_tokens(settings: dict, defaults: Dict[str, str]) -> Dict[str, str]:
+    return {key: _token_setting(settings, key) or default for key, default in defaults.items()}
+
+
+def _wordpiece_from_vocab(vocab_path: Path, settings: dict, model_type: Optional[str] = None) -> _RustTokenizer:
+    """A WordPiece tokenizer built from a `vocab.txt` (one word piece per line, its id the line number) and the
+    `tokenizer_config.json` settings, as `transformers` builds BERT's (and MPNet's, which joins a pair with two
+    separators: <s> A </s></s> B </s>)."""
     try:
         lines = vocab_path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
@@ -163,21 +194,60 @@ def _wordpiece_from_vocab(vocab_path: Path, settings: dict) -> _RustTokenizer:
     vocab = {}
     for i, token in enumerate(lines):
         vocab.setdefault(token, i)
-    special = {k: settings.get(k, default) for k, default in
-               (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
-                ("cls_token", "[CLS]"), ("mask_token", "[MASK]"))}
+    mpnet = model_type == "mpnet"
+    special = _special_tokens(settings, {"unk_token": "[UNK]", "sep_token": "</s>" if mpnet else "[SEP]",
+                                         "pad_token": "<pad>" if mpnet else "[PAD]",
+                                         "cls_token": "<s>" if mpnet else "[CLS]", "mask_token": "<mask>" if mpnet else "[MASK]"})
     for key in ("unk_token", "sep_token", "cls_token"):
         if special[key] not in vocab:
-            raise CheckpointError(f"{vocab_path}: has no {special[key]!r} ({key}); a BERT vocabulary needs it")
+            raise CheckpointError(f"{vocab_path}: has no {special[key]!r} ({key}); the tokenizer needs it")
     cls_token, sep_token = special["cls_token"], special["sep_token"]
     tokenizer = _RustTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"], max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True) is not False,
         strip_accents=settings.get("strip_accents"), lowercase=settings.get("do_lower_case", True) is not False)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    pair = (f"{cls_token}:0 $A:0 {sep_token}:0 {sep_token}:0 $B:0 {sep_token}:0" if mpnet
+            else f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1")
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls_token}:0 $A:0 {sep_token}:0", pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
+        single=f"{cls_token}:0 $A:0 {sep_token}:0", pair=pair,
         special_tokens=[(cls_token, vocab[cls_token]), (sep_token, vocab[sep_token])])
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     tokenizer.add_special_tokens([t for t in special.values() if t in vocab])
+    return tokenizer
+
+
+def _byte_level_bpe(vocab_path: Path, merges_path: Path, settings: dict) -> _RustTokenizer:
+    """RoBERTa's byte-level BPE from its legacy `vocab.json` + `merges.txt`, as `transformers` builds it: bytes
+    mapped to printable characters, "Ġ" marking a leading space, <s> A </s></s> B </s> for a pair."""
+    try:
+        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+        lines = merges_path.read_text(encoding="utf-8").split("\n")
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{vocab_path.parent}: vocab.json / merges.txt unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
+        raise CheckpointError(f"{vocab_path}: expected a JSON object of token -> integer id")
+    merges = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or (number == 1 and line.startswith("#version")):
+            continue
+        pair = line.split(" ")
+        if len(pair) != 2:
+            raise CheckpointError(f"{merges_path}:{number}: expected two tokens separated by a space, got {line!r:.80}")
+        merges.append((pair[0], pair[1]))
+    special = _special_tokens(settings, {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+                                         "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                                         "mask_token": "<mask>"})
+    for key in ("cls_token", "sep_token"):
+        if special[key] not in vocab:
+            raise CheckpointError(f"{vocab_path}: has no {special[key]!r} ({key}); the tokenizer needs it")
+    prefix_space = settings.get("add_prefix_space", False) is True
+    tokenizer = _RustTokenizer(models.BPE(vocab, merges, fuse_unk=False))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.RobertaProcessing(  # (sep, cls, ...): the keyword names vary by release
+        (special["sep_token"], vocab[special["sep_token"]]), (special["cls_token"], vocab[special["cls_token"]]),
+        True, prefix_space)
+    tokenizer.add_special_tokens([AddedToken(t, lstrip=key == "mask_token", special=True)
+                                  for key, t in special.items() if t in vocab])
     return tokenizer

@@ -13,7 +13,8 @@ sentence-transformers models (mean pooling, normalised), with sentence-transform
 
 Each npz holds, per input case `<case>/`: input_ids, attention_mask (from transformers' tokenizer),
 last_hidden_state, pooler_output (if any), hidden_states (L+1, B, T, H), attentions (L, B, N, T, T); and
-`st/sentences`, `st/embeddings` where a sentence-transformers model was written.
+`st/sentences`, `st/embeddings` where a sentence-transformers model was written; for MPNet, transformers'
+relative-position buckets of distances -700..700 (`buckets/relative`, `buckets/bucket`).
 """
 
 from __future__ import annotations
@@ -165,7 +166,12 @@ def main() -> None:
         tokenizer.save_pretrained(folder)
         if st:
             write_sentence_transformers(folder)
-        np.savez_compressed(OUT / f"reference_{family}.npz", **references(folder, model_class, st))
+        arrays = references(folder, model_class, st)
+        if family == "mpnet":  # buckets of distances far beyond the fixture's 64 tokens
+            relative = torch.arange(-700, 701)[None, :]
+            arrays["buckets/relative"] = relative.numpy()
+            arrays["buckets/bucket"] = model.encoder.relative_position_bucket(relative).numpy()
+        np.savez_compressed(OUT / f"reference_{family}.npz", **arrays)
         print(f"{family}: vocab {len(tokenizer)}, files {sorted(p.name for p in folder.iterdir())}")
 
 

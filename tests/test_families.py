@@ -83,3 +83,65 @@ def test_sentence_embeddings_match_sentence_transformers(name):
     ours = encoder.encode([str(s) for s in ref["st/sentences"]], normalize_embeddings=False)
     d = float(np.abs(ours - ref["st/embeddings"]).max())
     assert record_diff(f"{name} sentence-transformers embeddings", d) <= 1e-5
+
+
+def test_relative_position_buckets_equal_transformers():
+    """MPNet's buckets for distances up to 700 (the model fixture only reaches 60): the logarithmic buckets and
+    the cap at max_distance included."""
+    from minibert.model import relative_position_bucket
+    ref = np.load(FIXTURES / "families" / "reference_mpnet.npz")
+    np.testing.assert_array_equal(relative_position_bucket(ref["buckets/relative"], 32), ref["buckets/bucket"])
+
+
+def test_legacy_tokenizer_files_give_the_same_ids(tmp_path):
+    """RoBERTa's vocab.json + merges.txt without tokenizer.json, built as transformers builds them."""
+    import shutil
+    ref = np.load(FIXTURES / "families" / "reference_roberta.npz")
+    shutil.copytree(folder("roberta"), tmp_path / "roberta")
+    (tmp_path / "roberta" / "tokenizer.json").unlink()
+    tok = Tokenizer.from_pretrained(tmp_path / "roberta")
+    for case in CASES:
+        texts, pairs = TEXTS[case]
+        np.testing.assert_array_equal(tok(texts, pairs, max_length=MAX_TOKENS)["input_ids"], ref[f"{case}/input_ids"],
+                                      err_msg=case)
+    assert tok.get_vocab()["<mask>"] in tok("The cat <mask>.")["input_ids"][0]
+
+
+def test_sentencepiece_only_is_refused_with_the_fix(tmp_path):
+    from minibert import CheckpointError
+    import shutil
+    shutil.copytree(folder("xlm-roberta"), tmp_path / "x")
+    (tmp_path / "x" / "tokenizer.json").unlink()
+    (tmp_path / "x" / "sentencepiece.bpe.model").write_bytes(b"\x00binary")
+    with pytest.raises(CheckpointError, match=r"sentencepiece\.bpe\.model: a SentencePiece model.*tokenizer\.json"):
+        Tokenizer.from_pretrained(tmp_path / "x")
+
+
+@pytest.mark.parametrize("model_type", ["nomic_bert", "modernbert", "new", "deberta-v2", "gpt2"])
+def test_other_architectures_are_refused_by_name(tmp_path, model_type):
+    import json
+    import shutil
+    from minibert import ConfigError
+    shutil.copytree(folder("roberta"), tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    with pytest.raises(ConfigError, match=rf"'model_type': '{model_type}' is .*minibert runs bert, roberta, "
+                                          r"xlm-roberta, camembert, distilbert, electra, mpnet"):
+        AutoModel.from_pretrained(tmp_path / "m")
+
+
+def test_distilbert_sinusoidal_table_when_not_stored(tmp_path):
+    """sinusoidal_pos_embds: the fixed table is computed when the file does not carry it (and equals it when it
+    does)."""
+    import shutil
+    from safetensors.numpy import load_file, save_file
+    from minibert.params import sinusoidal_positions
+    shutil.copytree(folder("distilbert"), tmp_path / "d")
+    tensors = load_file(tmp_path / "d" / "model.safetensors")
+    stored = tensors.pop("embeddings.position_embeddings.weight")
+    np.testing.assert_allclose(sinusoidal_positions(*stored.shape), stored, atol=1e-6)
+    save_file(tensors, tmp_path / "d" / "model.safetensors")
+    ref = np.load(FIXTURES / "families" / "reference_distilbert.npz")
+    out = AutoModel.from_pretrained(tmp_path / "d")(ref["padded/input_ids"], attention_mask=ref["padded/attention_mask"])
+    real = ref["padded/attention_mask"].astype(bool)
+    assert np.abs(out.last_hidden_state - ref["padded/last_hidden_state"])[real].max() <= HIDDEN_TOL
