@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import record_diff
+from conftest import within
 from minibert import BertModel, CheckpointError, Tokenizer
 from minibert.weights import check_compatible, read_checkpoint
 from wild import (LAYOUTS, WILD, base_tensors, encode, folder_files, hub_snapshot, make_layout, safetensors_bytes,
@@ -43,7 +43,7 @@ def assert_matches(model: BertModel, tokenizer: Tokenizer | None, prefix: str, l
             np.testing.assert_array_equal(batch["token_type_ids"], ref["token_type_ids"])
         out = model(ref["input_ids"], ref["attention_mask"], ref["token_type_ids"], output_hidden_states=True)
         diff = np.abs(out.last_hidden_state - ref["last_hidden_state"])[mask].max()
-        assert record_diff(f"wild {label} last_hidden_state", diff) < TOL, (label, case, diff)
+        assert within(f"wild {label} last_hidden_state", diff, TOL), (label, case, diff)
         hidden = np.abs(np.stack(out.hidden_states) - ref["hidden_states"])[:, mask].max()
         assert hidden < TOL, (label, case, hidden)
         assert (out.pooler_output is not None) == pooler

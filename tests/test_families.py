@@ -4,7 +4,7 @@ tokenizer of the family's own type, written with transformers' outputs by script
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, assert_batch_invariant, record_diff
+from conftest import FIXTURES, assert_batch_invariant, within
 from minibert import AutoModel, SentenceEncoder, Tokenizer
 
 FAMILIES = ["roberta", "xlm-roberta", "camembert", "distilbert", "electra", "mpnet"]
@@ -52,17 +52,17 @@ def test_forward_matches_pytorch(family, case, path):
     real = mask.astype(bool)
     for i, (ours, theirs) in enumerate(zip(out.hidden_states, ref[f"{case}/hidden_states"], strict=True)):
         d = float(np.abs(ours - theirs)[real].max())
-        assert record_diff(f"{name} hidden_states ({path})", d) <= HIDDEN_TOL, (case, i)
+        assert within(f"{name} hidden_states ({path})", d, HIDDEN_TOL), (case, i)
     assert not out.last_hidden_state[~real].any()
     if path == "reference":
         pair_real = real[:, None, :, None] & real[:, None, None, :]
         for ours, theirs in zip(out.attentions, ref[f"{case}/attentions"], strict=True):
             diff = np.abs(ours - theirs)
-            assert record_diff(f"{name} attentions", float(diff[np.broadcast_to(pair_real, diff.shape)].max())) \
-                <= ATTENTION_TOL
+            d = float(diff[np.broadcast_to(pair_real, diff.shape)].max())
+            assert within(f"{name} attentions (reference)", d, ATTENTION_TOL)
     if f"{case}/pooler_output" in ref:
         d = float(np.abs(out.pooler_output - ref[f"{case}/pooler_output"]).max())
-        assert record_diff(f"{name} pooler_output ({path})", d) <= HIDDEN_TOL
+        assert within(f"{name} pooler_output ({path})", d, HIDDEN_TOL)
     else:
         assert out.pooler_output is None
 
@@ -82,7 +82,7 @@ def test_sentence_embeddings_match_sentence_transformers(name):
     encoder = SentenceEncoder.from_pretrained(folder(name))
     ours = encoder.encode([str(s) for s in ref["st/sentences"]], normalize_embeddings=False)
     d = float(np.abs(ours - ref["st/embeddings"]).max())
-    assert record_diff(f"{name} sentence-transformers embeddings", d) <= 1e-5
+    assert within(f"{name} sentence-transformers embeddings", d, 1e-5)
 
 
 def test_relative_position_buckets_equal_transformers():

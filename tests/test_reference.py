@@ -4,7 +4,7 @@ made by scripts/make_reference.py with transformers.BertModel (no torch needed h
 import numpy as np
 import pytest
 
-from conftest import load_reference, record_diff
+from conftest import load_reference, within
 
 HIDDEN_TOL = 2e-5
 ATTENTION_TOL = 1e-5
@@ -39,35 +39,38 @@ def test_tokenizer_ids_equal_reference(model_and_tokenizer, case):
         np.testing.assert_array_equal(batch[key], ref[key], err_msg=f"{name}/{case}: {key}")
 
 
+@pytest.mark.parametrize("path", ["fast", "reference"])
 @pytest.mark.parametrize("case", CASES)
-def test_forward_matches_pytorch(model_and_tokenizer, case):
+def test_forward_matches_pytorch(model_and_tokenizer, case, path):
+    """Both forward paths against transformers.BertModel; attentions come from the reference path only."""
     name, model, _ = model_and_tokenizer
     ref = REFERENCES[name][case]
     out = model(ref["input_ids"], attention_mask=ref["attention_mask"], token_type_ids=ref["token_type_ids"],
-                output_hidden_states=True, output_attentions=True)
+                output_hidden_states=True, output_attentions=path == "reference", path=path)
     real = ref["attention_mask"].astype(bool)  # (B, T): compare at real tokens only
     rows = ref["rows"]
 
     assert out.last_hidden_state.dtype == np.float32
     d = np.abs(out.last_hidden_state - ref["last_hidden_state"])[real].max()
-    assert record_diff(f"{name} last_hidden_state", d) <= HIDDEN_TOL
+    assert within(f"{name} last_hidden_state ({path})", d, HIDDEN_TOL)
 
     assert len(out.hidden_states) == len(ref["hidden_states"]) == model.config.num_hidden_layers + 1
     for i, (ours, theirs) in enumerate(zip(out.hidden_states, ref["hidden_states"])):
         d = np.abs(ours[:, rows] - theirs)[real[:, rows]].max()
-        assert record_diff(f"{name} hidden_states[{i}]", d) <= HIDDEN_TOL, (case, i)
+        assert within(f"{name} hidden_states[{i}] ({path})", d, HIDDEN_TOL), (case, i)
 
-    assert len(out.attentions) == len(ref["attentions"]) == model.config.num_hidden_layers
-    pair_real = real[:, None, rows, None] & real[:, None, None, :]  # (B, 1, R, T): real query and real key
-    for i, (ours, theirs) in enumerate(zip(out.attentions, ref["attentions"])):
-        assert ours.shape[1] == model.config.num_attention_heads
-        diff = np.abs(ours[:, :, rows] - theirs)
-        d = diff[np.broadcast_to(pair_real, diff.shape)].max()
-        assert record_diff(f"{name} attentions[{i}]", d) <= ATTENTION_TOL, (case, i)
+    if path == "reference":
+        assert len(out.attentions) == len(ref["attentions"]) == model.config.num_hidden_layers
+        pair_real = real[:, None, rows, None] & real[:, None, None, :]  # (B, 1, R, T): real query and real key
+        for i, (ours, theirs) in enumerate(zip(out.attentions, ref["attentions"])):
+            assert ours.shape[1] == model.config.num_attention_heads
+            diff = np.abs(ours[:, :, rows] - theirs)
+            d = diff[np.broadcast_to(pair_real, diff.shape)].max()
+            assert within(f"{name} attentions[{i}] (reference)", d, ATTENTION_TOL), (case, i)
 
     if "pooler_output" in ref:
         d = np.abs(out.pooler_output - ref["pooler_output"]).max()
-        assert record_diff(f"{name} pooler_output", d) <= HIDDEN_TOL
+        assert within(f"{name} pooler_output ({path})", d, HIDDEN_TOL)
     else:
         assert out.pooler_output is None
 
