@@ -155,7 +155,7 @@ def test_tokenizer_rejects_non_strings(odd_tokenizer):
 
 def test_folder_without_tokenizer(folder):
     (folder / "vocab.txt").unlink()
-    with pytest.raises(CheckpointError, match="no tokenizer.json or vocab.txt"):
+    with pytest.raises(CheckpointError, match=r"no tokenizer\.json, vocab\.json \+ merges\.txt, or vocab\.txt"):
         Tokenizer.from_pretrained(folder)
 
 
