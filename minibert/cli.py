@@ -23,12 +23,11 @@ from . import distributed, explain
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError
 from .hub import DEFAULT_MODEL
-from .io import count_lines, is_json_lines, open_input, progress, read_texts, wants_bar, write_npy
+from .io import JSON_LINES_SUFFIXES, check_output, count_lines, is_json_lines, open_input, progress, read_texts, wants_bar, write_npy
 
 # Texts read, encoded and written per step of `encode`: the most it holds in memory at once (and the pool
 # within which texts are sorted by length into batches).
 ENCODE_CHUNK = 4096
-JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 EXIT_STATUS = "exit status: 0 done, 1 bad input or a failure (one line on stderr), 2 bad usage"
 LINE_RULE = ("One text per line of a UTF-8 file (a blank line is an error: write an empty text on purpose as JSON "
              "lines, {\"text\": \"\"}), or JSON lines: one object with a string \"text\" field per line.")
@@ -71,6 +70,7 @@ def run_encode(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
     with open_input(args.input) as (stream, label, info):
+        check_output(args.output, [(label, info)])  # before the model loads; checked again before the rename
         json_lines = args.format == "jsonl" or (args.format == "auto" and is_json_lines(label))
         encoder = SentenceEncoder.from_pretrained(args.model)
         dim = encoder.get_sentence_embedding_dimension()

@@ -134,11 +134,16 @@ def read_texts(stream: Iterable[bytes], label: str, json_lines: bool, text_field
 
 
 @contextmanager
-def open_input(name: str, option: str = "--input") -> Iterator[Tuple[BinaryIO, str, os.stat_result]]:
-    """A binary input stream, its label for messages and its stat (to refuse writing over it); "-" is standard
-    input. Read once, front to back: a FIFO or a process substitution works as well as a file."""
+def open_input(name: str, option: str = "--input") -> Iterator[Tuple[BinaryIO, str, Optional[os.stat_result]]]:
+    """A binary input stream, its label for messages and its stat (to refuse writing over it; None for a standard
+    input that is no file descriptor); "-" is standard input. Read once, front to back: a FIFO or a process
+    substitution works as well as a file."""
     if name == "-":
-        yield sys.stdin.buffer, "<stdin>", os.fstat(sys.stdin.buffer.fileno())
+        try:
+            info: Optional[os.stat_result] = os.fstat(sys.stdin.buffer.fileno())
+        except (OSError, ValueError):  # replaced by an object in memory (a test harness, an embedding program)
+            info = None
+        yield sys.stdin.buffer, "<stdin>", info
         return
     try:
         f = open(name, "rb")
@@ -167,8 +172,10 @@ def count_lines(stream: BinaryIO, info: os.stat_result) -> Optional[int]:
 # Output
 # ----------------------------------------------------------------------------------------------------------------
 
-def check_output(path: PathLike, inputs: Sequence[Tuple[str, os.stat_result]] = (), option: str = "--output"
-                 ) -> Path:
+Inputs = Sequence[Tuple[str, Optional[os.stat_result]]]
+
+
+def check_output(path: PathLike, inputs: Inputs = (), option: str = "--output") -> Path:
     """The real path to write `path` to (a symbolic link's target), after refusing what must not be replaced:
     a folder, FIFO, device or anything but a regular file; one of the `inputs` ((label, stat) pairs, compared
     by device and inode, so a hard link or another spelling of the name is caught); a missing or unwritable
@@ -187,7 +194,7 @@ def check_output(path: PathLike, inputs: Sequence[Tuple[str, os.stat_result]] = 
             raise OutputError(f"{option} {path}: exists and is not a regular file (a device, FIFO or socket); "
                               "refusing to replace it")
         for label, other in inputs:
-            if (info.st_dev, info.st_ino) == (other.st_dev, other.st_ino):
+            if other is not None and (info.st_dev, info.st_ino) == (other.st_dev, other.st_ino):
                 raise OutputError(f"{option} {path}: is the input {label}; refusing to overwrite an input")
     folder = target.parent
     if not folder.is_dir():
@@ -231,8 +238,7 @@ def _signals_raise() -> Iterator[None]:
 
 
 @contextmanager
-def atomic_output(path: PathLike, *, inputs: Sequence[Tuple[str, os.stat_result]] = (),
-                  option: str = "--output") -> Iterator[BinaryIO]:
+def atomic_output(path: PathLike, *, inputs: Inputs = (), option: str = "--output") -> Iterator[BinaryIO]:
     """A binary file to write `path` through: a temp file in the same folder, fsync-ed and renamed over `path`
     when the block ends, with the permissions of any ordinary file. On an error, SIGINT or SIGTERM the temp file
     is removed and `path` is untouched. See check_output for what is refused."""
