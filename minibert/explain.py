@@ -209,7 +209,7 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
     for n, e in enumerate(explanations, 1):
         labels = token_labels(e.tokens)
         shown = " ".join(f"[{t}]" if i in e.word.tokens else t for i, t in enumerate(labels))
-        lines += ["", f"sentence {n}: {shown(e.sentence)}, word {e.word.text!r} = token(s) "
+        lines += ["", f"sentence {n}: {abbreviated(e.sentence)}, word {e.word.text!r} = token(s) "
                       f"{', '.join(map(str, e.word.tokens))} {' '.join(e.word.pieces)}",
                   f"  tokens: {shown}",
                   f"  layer 0  norm {np.linalg.norm(e.vectors[0]):.3f}  (input embedding: token + position + "
@@ -294,7 +294,7 @@ DESCRIPTION = ("For a word in one or more sentences, show layer by layer which t
 SHOWN_CHARACTERS = 160
 
 
-def shown(sentence: str, limit: int = SHOWN_CHARACTERS) -> str:
+def abbreviated(sentence: str, limit: int = SHOWN_CHARACTERS) -> str:
     """A sentence as the report echoes it: quoted, and cut in the middle when longer than `limit` characters."""
     if len(sentence) <= limit:
         return repr(sentence)
