@@ -295,7 +295,7 @@ def write_npy(path: PathLike, blocks: Iterable[np.ndarray], dim: int, **options)
             block = np.ascontiguousarray(block, dtype="<f4")
             if block.ndim != 2 or block.shape[1] != dim:
                 raise InputError(f"{path}: a block of shape {block.shape}; expected (n, {dim})")
-            f.write(memoryview(block).cast("B"))
+            f.write(block.data)
             rows += len(block)
         f.seek(0)
         f.write(npy_header(rows, dim))
