@@ -295,6 +295,8 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
         and line); "skip" leaves bad lines and empty files out and lists them in the manifests and the index.
     Writes `output/shards/NNNNN.npy` (count, H) float32 + `NNNNN.json` per partition and `output/index.json`.
     """
+    if client is None:
+        check_main_guard()  # before any work
     if errors not in ("raise", "skip"):
         raise InputError(f"errors: expected 'raise' or 'skip', got {errors!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
