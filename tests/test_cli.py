@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ODD_MODEL
+from conftest import ODD_MODEL, REPO
 from minibert import SentenceEncoder, cli
 
 ODD = str(ODD_MODEL)
@@ -165,3 +165,55 @@ def test_dispatcher():
     with pytest.raises(SystemExit) as e:
         cli.main([])
     assert e.value.code == 2
+
+
+def test_short_model_name_is_not_a_repo_id(capsys):
+    assert cli.main(["info", "all-MiniLM-L6-v2"]) == 1
+    assert capsys.readouterr().err == ("minibert info: error: all-MiniLM-L6-v2: no such folder, and not a Hub repo "
+                                       "id: an id has the form 'org/name' (for this one, perhaps "
+                                       "sentence-transformers/all-MiniLM-L6-v2)\n")
+
+
+@pytest.mark.parametrize("name", ["x" * 500, "org/" + "x" * 500])
+def test_very_long_model_name(capsys, name):
+    assert cli.main(["info", name]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 250 and f"... ({len(name)} characters)" in err
+
+
+def test_info_says_what_the_tokenizer_does_with_case(capsys):
+    # all-MiniLM-L6-v2's sentence_bert_config.json says do_lower_case false; its tokenizer lower-cases anyway.
+    assert cli.main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["do_lower_case"] is True
+
+
+def test_help_states_the_line_rule_and_the_exit_status(capsys):
+    for command in ([], ["encode"], ["encode-corpus"], ["explain"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*command, "--help"])
+        assert e.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "exit status: 0 done, 1 bad input or a failure (one line on stderr), 2 bad usage" in text
+        if command in (["encode"], ["encode-corpus"]):
+            assert "a blank line is an error" in text
+
+
+def test_explain_runs_from_another_programs_argv(capsys):
+    assert cli.main(["explain", "The cat sat.", "--word", "dog"], prog="compare.py") == 1
+    assert capsys.readouterr().err.startswith("compare.py explain: error: word 'dog' not found")
+    assert cli.run_command("explain", ["The cat sat.", "--word", "dog"], prog="compare.py explain") == 1
+    assert capsys.readouterr().err.startswith("compare.py explain: error: word 'dog' not found")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["explain", "--word"])  # a usage error: argparse's message, status 2
+    assert e.value.code == 2
+
+
+def test_eval_stsb_without_sentence_transformers(tmp_path):
+    (tmp_path / "sts-dev.csv").write_text("g\tf\t2012\t1\t5.0\tA cat.\tA cat.\n")
+    code = ("import runpy, sys; sys.modules['sentence_transformers'] = None; "
+            f"sys.argv = ['eval_stsb.py', {str(tmp_path)!r}, '--sentence-transformers']; "
+            f"runpy.run_path({str(REPO / 'scripts' / 'eval_stsb.py')!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == (
+        "eval_stsb: error: --sentence-transformers needs the sentence-transformers package, which is not installed: "
+        "pip install sentence-transformers (in a clone of minibert: pip install -e '.[reference]')\n")

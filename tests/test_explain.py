@@ -132,3 +132,14 @@ def test_tour_is_current():
     r = subprocess.run([sys.executable, "docs/make_tour.py", "--check"], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+
+
+def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
+    from minibert.cli import main
+    sentence = "The cat " + "sat on the mat and " * 950  # about 18,000 characters, far over 512 tokens
+    assert main(["explain", sentence, "--word", "cat"]) == 0
+    out, err = capsys.readouterr()
+    echo = next(line for line in out.splitlines() if line.startswith("sentence 1: "))
+    assert len(echo) < 300 and f"({len(sentence):,} characters)" in echo
+    assert re.match(r"^minibert explain: sentence 1 has \d+ tokens; cut at the model's maximum of 512: the rest is "
+                    r"not seen$", err.strip())
