@@ -1,9 +1,10 @@
 """Embedding a corpus on a Dask cluster: partitions of lines, one `.npy` shard each, nothing lost if a worker dies.
 
     from minibert.distributed import encode_corpus, load_embeddings
-    encode_corpus(["corpus/*.txt"], "vectors/")             # a LocalCluster, one worker process per core
-    for shard in load_embeddings("vectors/"):                # in input order
-        shard.source, shard.lines, shard.vectors             # str, (n,) 1-based line numbers, (n, H) memory-mapped
+    if __name__ == "__main__":                                  # Dask's worker processes import the script again
+        encode_corpus(["corpus/*.txt"], "vectors/")             # a LocalCluster, one worker process per core
+        for shard in load_embeddings("vectors/"):                # in input order
+            shard.source, shard.lines, shard.vectors             # str, (n,) 1-based line numbers, (n, H) mmap-ed
 
 How a run goes:
     plan        the client reads each input once, cutting it into partitions of `partition_size` lines
@@ -116,7 +117,11 @@ def plan_partitions(files: Sequence[Path], partition_size: int, *, errors: str =
 
 def _partitions_of(path: Path, size: int, first_index: int) -> List[Partition]:
     parts: List[Partition] = []
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+    with f:
         start = offset = 0
         first = line = 0
         digest = hashlib.sha256()

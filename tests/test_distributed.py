@@ -329,8 +329,14 @@ def test_a_second_run_on_the_same_folder_is_refused(client, odd_encoder, tmp_pat
         with pytest.raises(OutputError, match=f"^{out}: in use by PID {os.getpid()} on .*; wait for that run"):
             encode_corpus(text, out, model=odd_encoder, client=client)
     assert theirs.read_bytes() == b"partial"  # nothing of the other run was touched
-    run = encode_corpus(text, out, model=odd_encoder, client=client)  # the lock is gone with its holder
+    old = os.umask(0o022)
+    try:
+        run = encode_corpus(text, out, model=odd_encoder, client=client)  # the lock is gone with its holder
+    finally:
+        os.umask(old)
     assert run.count == 2 and not theirs.exists() and not (out / ".lock").exists()
+    for written in (out / "index.json", out / "shards" / "00000.npy", out / "shards" / "00000.json"):
+        assert written.stat().st_mode & 0o777 == 0o644  # the permissions of any file, as `minibert encode` gives
 
 
 @pytest.fixture(scope="module")
