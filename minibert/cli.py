@@ -6,9 +6,10 @@
     minibert explain SENTENCE... --word W [--json] [--plot FILE.png]                (minibert.explain)
 
 Each command is a Command: its name, help, a function adding its arguments to a parser and one carrying it out
-(taking the parsed arguments, returning an exit status). Another program runs one with `main([name, *argv])`,
-e.g. compare.py's `explain`. Exit status: 0 done, 1 bad input or a failure (one line on stderr, no traceback),
-2 a usage error (argparse's message).
+(taking the parsed arguments and its parser, returning an exit status). Another program runs one with
+`main([name, *argv], prog=...)` or, as a program of its own, `run_command(name, argv, prog)` (compare.py's
+`explain`). Exit status: 0 done, 1 bad input or a failure (one line on stderr, no traceback), 2 a command line
+argparse cannot parse (its usage message).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from . import distributed, explain
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError
 from .hub import DEFAULT_MODEL
-from .io import JSON_LINES_SUFFIXES, check_output, count_lines, is_json_lines, open_input, progress, read_texts, wants_bar, write_npy
+from .io import (JSON_LINES_SUFFIXES, check_output, count_lines, is_json_lines, open_input, progress, read_texts,
+                 wants_bar, write_npy)
 
 # Texts read, encoded and written per step of `encode`: the most it holds in memory at once (and the pool
 # within which texts are sorted by length into batches).
@@ -36,6 +38,7 @@ MODEL_HELP = f"model folder or Hub repo id (default: {DEFAULT_MODEL})"
 
 @dataclass(frozen=True)
 class Command:
+    """One sub-command: what `minibert --help` lists and what carries it out."""
     name: str
     help: str
     description: str
@@ -194,8 +197,9 @@ def run_explain(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         raise InputError(f"--occurrence {args.occurrence}: expected 0 or more")
     if args.heads < 0 or args.top < 1:
         raise InputError(f"--heads {args.heads}, --top {args.top}: expected --heads 0 or more, --top 1 or more")
-    return explain.show(args.sentences, args.word, model=args.model, occurrence=args.occurrence, heads=args.heads,
-                       top=args.top, as_json=args.json, plot_path=args.plot, prog=p.prog)
+    explain.show(args.sentences, args.word, model=args.model, occurrence=args.occurrence, heads=args.heads,
+                 top=args.top, as_json=args.json, plot_path=args.plot, prog=p.prog)
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -244,12 +248,16 @@ def run_command(name: str, argv: Optional[Sequence[str]] = None, prog: Optional[
 
 
 def execute(command: Command, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Carry out parsed arguments: minibert's own errors become one line on stderr and exit status 1."""
+    """Carry out parsed arguments: minibert's own errors become one line on stderr and exit status 1; Ctrl-C one
+    line and 130, as a shell reports SIGINT (outputs are removed by then: see minibert.io.atomic_output)."""
     try:
         return command.run(args, parser)
     except MinibertError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -313,11 +313,12 @@ def warn_if_cut(tokenizer: Tokenizer, sentences: Sequence[str], prog: str) -> No
 
 
 def show(sentences: Sequence[str], word: str, *, model: str = DEFAULT_MODEL, occurrence: int = 0, heads: int = 3,
-         top: int = 5, as_json: bool = False, plot_path: Optional[str] = None, prog: str = "explain") -> int:
-    """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. Returns 0;
-    bad input raises MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
-    if plot_path:
-        require_matplotlib()  # before any model work
+         top: int = 5, as_json: bool = False, plot_path: Optional[str] = None, prog: str = "explain") -> None:
+    """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. Bad input raises
+    MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
+    if plot_path:  # before any model work
+        require_matplotlib()
+        check_output(plot_path, option="--plot")
     bert, tokenizer = BertModel.from_pretrained(model), Tokenizer.from_pretrained(model)
     warn_if_cut(tokenizer, sentences, prog)
     explanations = [explain(bert, tokenizer, s, word, occurrence=occurrence, heads=heads) for s in sentences]
@@ -325,7 +326,6 @@ def show(sentences: Sequence[str], word: str, *, model: str = DEFAULT_MODEL, occ
     print(json.dumps(to_json(bert, explanations), indent=1) if as_json else report(bert, explanations, top=top))
     if written:
         print(f"wrote {written}", file=sys.stderr)
-    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
