@@ -256,7 +256,7 @@ def execute(command: Command, args: argparse.Namespace, parser: argparse.Argumen
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; nothing was written", file=sys.stderr)
+        print(f"{parser.prog}: interrupted; no partly written file is left", file=sys.stderr)
         return 130
 
 
