@@ -10,14 +10,14 @@
 from .config import BertConfig
 from .contextual import word_vectors
 from .encoder import SentenceEncoder
-from .errors import CheckpointError, ConfigError, InputError, MinibertError
+from .errors import CheckpointError, ConfigError, InputError, MinibertError, OutputError
 from .hub import DEFAULT_MODEL
 from .modeling import AutoModel, BertModel, BertOutput
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
     "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
-    "MinibertError", "CheckpointError", "ConfigError", "InputError",
+    "MinibertError", "CheckpointError", "ConfigError", "InputError", "OutputError",
     "SentenceEncoder",
 ]
 __version__ = "0.1.0"

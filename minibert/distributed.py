@@ -1,9 +1,10 @@
 """Embedding a corpus on a Dask cluster: partitions of lines, one `.npy` shard each, nothing lost if a worker dies.
 
     from minibert.distributed import encode_corpus, load_embeddings
-    encode_corpus(["corpus/*.txt"], "vectors/")             # a LocalCluster, one worker process per core
-    for shard in load_embeddings("vectors/"):                # in input order
-        shard.source, shard.lines, shard.vectors             # str, (n,) 1-based line numbers, (n, H) memory-mapped
+    if __name__ == "__main__":                                  # Dask's worker processes import the script again
+        encode_corpus(["corpus/*.txt"], "vectors/")             # a LocalCluster, one worker process per core
+        for shard in load_embeddings("vectors/"):                # in input order
+            shard.source, shard.lines, shard.vectors             # str, (n,) 1-based line numbers, (n, H) mmap-ed
 
 How a run goes:
     plan        the client reads each input once, cutting it into partitions of `partition_size` lines
@@ -23,15 +24,13 @@ cluster) and have minibert installed. Dask is imported only inside this module's
 
 from __future__ import annotations
 
-import argparse
+import ast
 import glob
 import hashlib
-import json
 import os
 import pickle
 import socket
 import sys
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from contextlib import contextmanager
@@ -41,11 +40,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError, MinibertError
+from .errors import InputError, MinibertError, OutputError
 from .hub import DEFAULT_MODEL
+from .io import LineError, folder_lock, is_json_lines, line_text, progress, read_json, write_json, write_npy
 
 FORMAT = "minibert-embeddings/1"
-JSON_SUFFIXES = (".jsonl", ".ndjson")
 PathLike = Union[str, os.PathLike]
 # Set in every worker of the LocalCluster encode_corpus starts. One core per worker process. And glibc's malloc
 # thresholds at their adaptive ceilings: Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which (mallopt(3)) freezes the
@@ -118,7 +117,11 @@ def plan_partitions(files: Sequence[Path], partition_size: int, *, errors: str =
 
 def _partitions_of(path: Path, size: int, first_index: int) -> List[Partition]:
     parts: List[Partition] = []
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+    with f:
         start = offset = 0
         first = line = 0
         digest = hashlib.sha256()
@@ -143,8 +146,8 @@ def _partitions_of(path: Path, size: int, first_index: int) -> List[Partition]:
 def read_partition(part: Partition, *, text_field: str = "text") -> Tuple[List[str], List[Tuple[int, str]]]:
     """The texts of a partition and its bad lines as (line number, reason), in line order.
 
-    A line is bad when it is not UTF-8, is blank (plain text) or, in a JSON-lines file (.jsonl/.ndjson),
-    is not a JSON object with a string `text_field`.
+    A line is bad when it is not UTF-8, is blank, or, in a JSON-lines file (.jsonl/.ndjson), is not a JSON object
+    with a string `text_field` (minibert.io.line_text: the same rule as `minibert encode`).
     """
     try:
         with open(part.source, "rb") as f:
@@ -159,58 +162,32 @@ def read_partition(part: Partition, *, text_field: str = "text") -> Tuple[List[s
     lines = data.split(b"\n")
     if data.endswith(b"\n"):
         lines.pop()
-    as_json = Path(part.source).suffix.lower() in JSON_SUFFIXES
+    json_lines = is_json_lines(part.source)
     texts: List[str] = []
     bad: List[Tuple[int, str]] = []
     for number, raw in enumerate(lines, start=part.first_line):
-        text, reason = _parse_line(raw, as_json, text_field, first=number == 1)
-        if reason is None:
-            texts.append(text)
-        else:
-            bad.append((number, reason))
+        try:
+            texts.append(line_text(raw, json_lines=json_lines, text_field=text_field, first=number == 1))
+        except LineError as e:
+            bad.append((number, str(e)))
     return texts, bad
 
 
-def _parse_line(raw: bytes, as_json: bool, text_field: str, first: bool) -> Tuple[str, Optional[str]]:
-    """(text, None) or ("", why the line is unusable)."""
-    try:
-        line = raw.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError as e:
-        return "", f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-    if first:
-        line = line.lstrip("\ufeff")  # a byte-order mark is not part of the text
-    if not as_json:
-        return (line, None) if line.strip() else ("", "blank line; expected one text per line")
-    if not line.strip():
-        return "", f"blank line; expected a JSON object with a {text_field!r} field"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        return "", f"not JSON ({e.msg} at column {e.colno})"
-    if not isinstance(record, dict) or text_field not in record:
-        return "", f"no {text_field!r} field; expected a JSON object such as {{\"{text_field}\": \"...\"}}"
-    if not isinstance(record[text_field], str):
-        return "", f"{text_field!r} is {type(record[text_field]).__name__}; expected a string"
-    return record[text_field], None
+class BadLinesError(InputError):
+    """A partition holds bad lines and errors="raise": `where` names the first (file:line: reason), `fix` says how
+    to skip them in the caller's terms (an argument in Python, an option on the command line)."""
+
+    def __init__(self, where: str, fix: str = "pass errors='skip'"):
+        super().__init__(where, fix)
+        self.where, self.fix = where, fix
+
+    def __str__(self) -> str:
+        return f"{self.where}; {self.fix} to leave such lines out (they are listed in the manifest)"
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Shards and manifests on disk
 # ----------------------------------------------------------------------------------------------------------------
-
-def _write_atomic(path: Path, write) -> None:
-    """Call write(file) on a temp file next to `path`, then rename it over `path`: readers see all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -230,7 +207,7 @@ def shard_is_valid(shards: Path, part: Partition, model_id: Dict[str, Any], erro
     """True when the shard and manifest of `part` are complete, match the plan and the checksum, and
     (with errors="raise") skipped no line."""
     try:
-        manifest = json.loads((shards / f"{part.name}.json").read_text(encoding="utf-8"))
+        manifest = read_json(shards / f"{part.name}.json")
         if any(manifest.get(k) != v for k, v in _expected_manifest(part, model_id).items()):
             return False
         if errors == "raise" and manifest["skipped"]:
@@ -243,7 +220,7 @@ def shard_is_valid(shards: Path, part: Partition, model_id: Dict[str, Any], erro
         if array.shape != (manifest["count"], manifest["dim"]) or array.dtype != np.float32:
             return False
         return _sha256_file(path) == manifest["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):  # missing, truncated, not JSON, not an .npy: redo it
+    except (MinibertError, OSError, ValueError, KeyError, TypeError):  # missing, torn, not an .npy: redo it
         return False
 
 
@@ -262,8 +239,7 @@ def encode_partition(part: Partition, encoder_blob: bytes, shards: str, model_id
     if bad and errors == "raise":
         number, reason = bad[0]
         more = f" (and {len(bad) - 1} more bad lines in lines {part.first_line}-{part.last_line})" if bad[1:] else ""
-        raise InputError(f"{part.source}:{number}: {reason}{more}; pass errors='skip' to leave such lines out "
-                         "(they are listed in the manifest)")
+        raise BadLinesError(f"{part.source}:{number}: {reason}{more}")
     folder = Path(shards)
     if not folder.is_dir():
         raise InputError(f"{folder}: output folder not found on {socket.gethostname()}; every worker must see it at "
@@ -272,12 +248,20 @@ def encode_partition(part: Partition, encoder_blob: bytes, shards: str, model_id
     vectors = np.ascontiguousarray(encoder.encode(texts, batch_size=batch_size, show_progress_bar=False,
                                                   normalize_embeddings=normalize_embeddings), dtype=np.float32)
     shard = folder / f"{part.name}.npy"
-    _write_atomic(shard, lambda f: np.save(f, vectors, allow_pickle=False))
+    write_npy(shard, [vectors], vectors.shape[1], option="shard")
     manifest = {**_expected_manifest(part, model_id), "count": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
                 "dtype": "float32", "sha256": _sha256_file(shard), "skipped": [list(b) for b in bad]}
-    _write_atomic(folder / f"{part.name}.json",
-                  lambda f: f.write(json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")))
+    write_json(folder / f"{part.name}.json", manifest, option="manifest")
     return manifest
+
+
+def _encode_task(*args, **kwargs) -> Dict[str, Any]:
+    """encode_partition as a Dask task. minibert's own errors (bad input, a full disk) come back as a value: the
+    worker then logs no "Compute Failed" traceback for them, and the client raises them as they are."""
+    try:
+        return {"manifest": encode_partition(*args, **kwargs)}
+    except MinibertError as e:
+        return {"error": e}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -316,6 +300,8 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
         and line); "skip" leaves bad lines and empty files out and lists them in the manifests and the index.
     Writes `output/shards/NNNNN.npy` (count, H) float32 + `NNNNN.json` per partition and `output/index.json`.
     """
+    if client is None:
+        check_main_guard()  # before any work
     if errors not in ("raise", "skip"):
         raise InputError(f"errors: expected 'raise' or 'skip', got {errors!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -327,34 +313,37 @@ def encode_corpus(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
     blob = pickle.dumps(encoder)
     out = Path(output).expanduser().resolve()
     shards = out / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
-
-    todo = [p for p in parts if not shard_is_valid(shards, p, model_id, errors)]
-    reused = sorted({p.index for p in parts} - {p.index for p in todo})
-    options = dict(batch_size=batch_size, normalize_embeddings=normalize_embeddings, errors=errors,
-                   text_field=text_field)
-    if todo:
-        (out / "index.json").unlink(missing_ok=True)  # until the run completes, there is no valid index
-        if client is None:
-            with _local_client() as local:
-                _run_tasks(local, todo, blob, str(shards), model_id, options, show_progress_bar)
-        else:
-            _run_tasks(client, todo, blob, str(shards), model_id, options, show_progress_bar)
-    for stale in shards.glob(".*.tmp"):  # left by a worker killed while writing
-        stale.unlink(missing_ok=True)
-    index = _write_index(out, files, parts, shards, model_id, encoder.get_sentence_embedding_dimension(),
-                         skipped_files, errors)
+    try:
+        shards.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{output}: cannot create the output folder {shards} ({e.strerror})") from None
+    with folder_lock(out):  # another run on this folder would sweep this run's temp files, and vice versa
+        todo = [p for p in parts if not shard_is_valid(shards, p, model_id, errors)]
+        reused = sorted({p.index for p in parts} - {p.index for p in todo})
+        options = dict(batch_size=batch_size, normalize_embeddings=normalize_embeddings, errors=errors,
+                       text_field=text_field)
+        if todo:
+            (out / "index.json").unlink(missing_ok=True)  # until the run completes, there is no valid index
+            if client is None:
+                with local_client() as local:
+                    _run_tasks(local, todo, blob, str(shards), model_id, options, show_progress_bar)
+            else:
+                _run_tasks(client, todo, blob, str(shards), model_id, options, show_progress_bar)
+        for stale in shards.glob(".*.tmp"):  # left by a worker killed while writing (this folder is ours)
+            stale.unlink(missing_ok=True)
+        index = _write_index(out, files, parts, shards, model_id, encoder.get_sentence_embedding_dimension(),
+                             skipped_files, errors)
     return CorpusRun(out, index["count"], index["dim"], [p.index for p in todo], reused,
                      [tuple(s) for s in index["skipped"]])
 
 
-def _dask(*names: str) -> tuple:
+def dask_names(*names: str) -> tuple:
     """Names from dask.distributed, or a clear error when it is not installed (the core package never needs it)."""
     try:
         import dask.distributed
     except ImportError:
-        raise MinibertError("encoding a corpus on Dask needs dask.distributed: pip install 'dask[distributed]' (in a clone of minibert: "
-                            "pip install -e '.[dask]')") from None
+        raise MinibertError("encoding a corpus on Dask needs dask.distributed: pip install 'dask[distributed]' (in a "
+                            "clone of minibert: pip install -e '.[dask]')") from None
     return tuple(getattr(dask.distributed, n) for n in names)
 
 
@@ -363,11 +352,49 @@ def _model_id(encoder, normalize_embeddings: bool) -> Dict[str, Any]:
     return {**encoder.settings(), "normalize_embeddings": bool(normalize_embeddings)}
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":` (either way round)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
+            and isinstance(node.test.ops[0], ast.Eq)):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)} | {s.value for s in sides if isinstance(s, ast.Constant)}
+    return names == {"__name__", "__main__"}
+
+
+def check_main_guard() -> None:
+    """Refuse to start worker processes from a script's top level outside `if __name__ == "__main__":`.
+
+    Dask spawns its workers, and each imports the main script again: unguarded, that import starts another
+    cluster and Dask fails with hundreds of lines ending "Nanny failed to start". The signal is exact: the
+    frame running the main script's top level is on the call stack, at a line outside every such `if` block.
+    """
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    if script is None or frame is None:  # an interactive session, or called after the script's top level ran
+        return
+    try:
+        tree = ast.parse(Path(script).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+    if any(_is_main_guard(node) and node.body[0].lineno <= line <= node.body[-1].end_lineno
+           for node in ast.walk(tree)):
+        return
+    raise MinibertError(f"{script}:{line}: a local Dask cluster starts worker processes that import this script "
+                        "again; put the code that encodes under `if __name__ == \"__main__\":` (see the README), "
+                        "or pass client= a Client of a running cluster")
+
+
 @contextmanager
-def _local_client():
+def local_client():
     """A LocalCluster sized to the machine and its Client, closed on exit: one single-threaded worker process
     per core (Dask's nanny sets each worker's BLAS to one thread, WORKER_ENV the forward pass's own threads)."""
-    Client, LocalCluster = _dask("Client", "LocalCluster")
+    check_main_guard()
+    Client, LocalCluster = dask_names("Client", "LocalCluster")
     with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env=WORKER_ENV) as cluster, Client(cluster) as client:
         yield client
@@ -376,37 +403,35 @@ def _local_client():
 def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id, options, show_progress_bar):
     """Submit one task per partition and wait for all. A task error cancels the later partitions and, once the
     earlier ones are done, the error of the first failed partition in input order is raised."""
-    as_completed, = _dask("as_completed")
+    as_completed, = dask_names("as_completed")
     run = uuid.uuid4().hex[:12]  # fresh keys: a finished run's results, still held by the scheduler, are not reused
-    futures = [client.submit(encode_partition, p, blob, shards, model_id, **options,
+    futures = [client.submit(_encode_task, p, blob, shards, model_id, **options,
                              key=f"minibert-encode-{run}-{p.name}")
                for p in todo]
     position = {f.key: i for i, f in enumerate(futures)}
-    progress = _progress(len(todo), show_progress_bar)
-    failed = None  # the first failed partition in input order: the error reported is the same on every run
+    failures: Dict[int, Any] = {}  # position -> minibert's error, or the future of an unexpected failure
     try:
-        for future in as_completed(futures):
-            if future.status == "error" and (failed is None or position[future.key] < failed):
-                failed = position[future.key]
-                client.cancel(futures[failed + 1:])
-            elif future.status == "finished":
-                progress.update(1)
-            if failed is not None and all(f.done() for f in futures[:failed]):
-                break
-        if failed is not None:
-            earlier = next((f for f in futures[:failed] if f.status == "error"), futures[failed])
-            earlier.result()  # re-raises the task's InputError here, with its message
+        with progress(len(todo), "encode-corpus", "shard", show_progress_bar) as advance:
+            for future in as_completed(futures):
+                i = position[future.key]
+                failure = future if future.status == "error" else (
+                    future.result().get("error") if future.status == "finished" else None)
+                if failure is not None:
+                    if not failures or i < min(failures):
+                        client.cancel(futures[i + 1:])  # the first failure in input order is what is reported
+                    failures[i] = failure
+                elif future.status == "finished":
+                    advance(1)
+                if failures and all(f.done() for f in futures[:min(failures)]):
+                    break
+        if failures:
+            first = failures[min(failures)]
+            if isinstance(first, MinibertError):
+                raise first
+            first.result()  # re-raises an unexpected task error, with its traceback
     except BaseException:
         client.cancel(futures)
         raise
-    finally:
-        progress.close()
-
-
-def _progress(total: int, show: Optional[bool]):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, unit="shard", desc="encode-corpus",
-                disable=(not sys.stderr.isatty()) if show is None else not show)
 
 
 def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: Path, model_id, dim: int,
@@ -416,7 +441,7 @@ def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: P
     for p in parts:
         if not shard_is_valid(shards, p, model_id, errors):  # every task reported success: this would be a bug
             raise RuntimeError(f"{shards / p.name}.json: shard missing or invalid after the run")
-        entries.append(json.loads((shards / f"{p.name}.json").read_text(encoding="utf-8")))
+        entries.append(read_json(shards / f"{p.name}.json"))
         skipped.extend([p.source, line, reason] for line, reason in entries[-1]["skipped"])
     order = {str(f): i for i, f in reversed(list(enumerate(files)))}  # a file given twice: its first place
     skipped = sorted(skipped + [list(s) for s in skipped_files], key=lambda s: (order[s[0]], s[1]))
@@ -425,7 +450,7 @@ def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: P
              "shards": [{k: e[k] for k in ("shard", "source", "first_line", "last_line", "count", "sha256",
                                            "skipped")} for e in entries],
              "skipped": skipped}
-    _write_atomic(out / "index.json", lambda f: f.write(json.dumps(index, indent=1, ensure_ascii=False).encode()))
+    write_json(out / "index.json", index, option="index")
     return index
 
 
@@ -483,18 +508,54 @@ def load_embeddings(output: PathLike, *, verify: bool = True) -> Embeddings:
     once); a missing, altered or mis-shaped shard raises InputError naming it."""
     folder = Path(output).expanduser()
     index_path = folder / "index.json"
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not index_path.is_file():
         raise InputError(f"{index_path}: no such file; is {folder} the output folder of a finished "
-                         "encode_corpus run?") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{index_path}: not a valid index ({e})") from None
+                         "encode_corpus run?")
+    index = read_json(index_path)
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise InputError(f"{index_path}: format {index.get('format') if isinstance(index, dict) else None!r}; "
                          f"expected {FORMAT!r}")
+    _check_index(index, index_path)
     shards = [_open_shard(folder / "shards", entry, index["dim"], verify) for entry in index["shards"]]
     return Embeddings(folder, index, shards)
+
+
+def _is_int(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _check_index(index: Dict[str, Any], path: Path) -> None:
+    """Refuse an index.json whose fields have the wrong type, or whose line ranges, skipped lines and counts do
+    not add up (the shards' row counts are checked against `count` as each is opened)."""
+    def bad(where: str, expected: str) -> InputError:
+        return InputError(f"{path}: {where}; expected {expected} (run encode_corpus again to rebuild the index)")
+
+    if not _is_int(index.get("dim"), 1):
+        raise bad(f"dim {index.get('dim')!r}", "a positive integer")
+    for key in ("shards", "skipped"):
+        if not isinstance(index.get(key), list):
+            raise bad(f"{key} {type(index.get(key)).__name__}", "a list")
+    for i, entry in enumerate(index["shards"]):
+        where = f"shards[{i}]"
+        if not isinstance(entry, dict):
+            raise bad(f"{where} is {type(entry).__name__}", "an object")
+        name = entry.get("shard")
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npy"):
+            raise bad(f"{where}.shard {name!r}", "a file name in shards/ ending in .npy")
+        for key in ("source", "sha256"):
+            if not isinstance(entry.get(key), str):
+                raise bad(f"{where}.{key} {entry.get(key)!r}", "a string")
+        for key, least in (("first_line", 1), ("last_line", 1), ("count", 0)):
+            if not _is_int(entry.get(key), least):
+                raise bad(f"{where}.{key} {entry.get(key)!r}", f"an integer of at least {least}")
+        first, last = entry["first_line"], entry["last_line"]
+        skipped = entry.get("skipped")
+        if not isinstance(skipped, list) or not all(
+                isinstance(s, list) and len(s) == 2 and _is_int(s[0], first) and s[0] <= last for s in skipped):
+            raise bad(f"{where}.skipped", f"a list of [line, reason] with lines {first}-{last}")
+        if len({s[0] for s in skipped}) != len(skipped) or last - first + 1 - len(skipped) != entry["count"]:
+            raise bad(f"{where}: lines {first}-{last} less {len(skipped)} skipped against count {entry['count']}",
+                      "a count that is the lines kept")
 
 
 def _open_shard(folder: Path, entry: Dict[str, Any], dim: int, verify: bool) -> Shard:
@@ -509,47 +570,6 @@ def _open_shard(folder: Path, entry: Dict[str, Any], dim: int, verify: bool) -> 
     if verify and _sha256_file(path) != entry["sha256"]:
         raise InputError(f"{path}: checksum differs from the index (altered or corrupt); run encode_corpus again "
                          "to redo it")
-    bad = {line for line, _ in entry["skipped"]}
+    bad = {line for line, _ in entry["skipped"]}  # the index was checked: the range is count + len(bad) lines
     lines = np.array([n for n in range(entry["first_line"], entry["last_line"] + 1) if n not in bad], np.int64)
     return Shard(entry["source"], lines, vectors)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line: minibert encode-corpus
-# ----------------------------------------------------------------------------------------------------------------
-
-def register_encode_corpus(commands: argparse._SubParsersAction) -> None:
-    """Add `minibert encode-corpus` to the `minibert` command line's sub-commands."""
-    p = commands.add_parser(
-        "encode-corpus", help="encode text files on a Dask cluster into resumable .npy shards",
-        description="Encode every line of text or JSON-lines files on a Dask cluster: one .npy shard and manifest "
-                    "per partition of lines, then index.json. Run the same command again to resume: complete shards "
-                    "are kept, missing or corrupt ones redone. Needs dask[distributed].")
-    p.add_argument("inputs", nargs="+", help="text files (one text per line) or JSON lines (.jsonl, .ndjson) with a "
-                   "'text' field; paths or glob patterns")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub repo id (default: {DEFAULT_MODEL})")
-    p.add_argument("--output", required=True, help="output folder (shards/, index.json)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: a local "
-                   "cluster with one worker process per core)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
-    p.add_argument("--partition-size", type=int, default=10_000, help="lines per task and shard (default: 10000)")
-    p.add_argument("--normalize", action="store_true", help="scale every vector to unit length")
-    p.add_argument("--errors", choices=("raise", "skip"), default="raise",
-                   help="bad lines: stop with an error naming file and line (default), or leave them out and list "
-                        "them in the manifests and index.json")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar of shards on stderr (default: when stderr is a terminal)")
-    p.set_defaults(run=run_encode_corpus)
-
-
-def run_encode_corpus(args: argparse.Namespace) -> int:
-    """Carry out `minibert encode-corpus`; returns the exit status."""
-    Client, = _dask("Client")
-    with (Client(args.scheduler) if args.scheduler else _local_client()) as client:
-        result = encode_corpus(args.inputs, args.output, model=args.model, client=client,
-                               batch_size=args.batch_size, partition_size=args.partition_size,
-                               normalize_embeddings=args.normalize, errors=args.errors,
-                               show_progress_bar=args.progress)
-    print(f"{result.count} vectors of {result.dim} floats in {result.output} "
-          f"({len(result.encoded)} shards encoded, {len(result.reused)} reused, {len(result.skipped)} lines skipped)")
-    return 0

@@ -16,7 +16,7 @@ Texts are sorted by token count into batches, which keeps the padded input array
 
 from __future__ import annotations
 
-import json
+import itertools
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -27,8 +27,9 @@ import numpy as np
 
 from .errors import CheckpointError, InputError
 from .hub import DEFAULT_MODEL, resolve_model_dir
+from .io import progress, read_json
 from .modeling import BertModel
-from .tokenizer import Tokenizer, _as_text_list
+from .tokenizer import Tokenizer, as_text_list
 
 Array = np.ndarray
 
@@ -136,7 +137,7 @@ def read_layout(folder: Path) -> Layout:
     modules_file = folder / "modules.json"
     if not modules_file.is_file():
         return PLAIN_BERT
-    modules = _read_json(modules_file)
+    modules = read_json(modules_file, CheckpointError)
     if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str)
                                                 for m in modules):
         raise CheckpointError(f"{modules_file}: expected a list of modules, each an object with a 'type'")
@@ -149,7 +150,7 @@ def read_layout(folder: Path) -> Layout:
         raise CheckpointError(f"{modules_file}: modules {kinds}; expected Transformer, Pooling and optionally "
                               "Normalize, in that order")
     transformer_path = str(modules[0].get("path") or "")
-    st_config = _read_json(folder / transformer_path / "sentence_bert_config.json", missing={})
+    st_config = read_json(folder / transformer_path / "sentence_bert_config.json", CheckpointError, missing={})
     max_seq_length = st_config.get("max_seq_length")
     if max_seq_length is not None and (not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool)
                                        or max_seq_length < 2):
@@ -167,7 +168,7 @@ def read_pooling_modes(path: Path) -> Tuple[str, ...]:
     Reads both the boolean `pooling_mode_*_tokens` keys and the newer `pooling_mode` ("mean" or a list).
     With no mode switched on, sentence-transformers means; so does minibert.
     """
-    config = _read_json(path)
+    config = read_json(path, CheckpointError)
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     if "pooling_mode" in config:
@@ -183,17 +184,6 @@ def read_pooling_modes(path: Path) -> Tuple[str, ...]:
             raise CheckpointError(f"{path}: pooling mode {mode!r} is not supported; minibert pools with "
                                   f"{', '.join(POOLING_MODES)}")
     return tuple(asked) or ("mean",)
-
-
-def _read_json(path: Path, missing=None):
-    if not path.is_file():
-        if missing is not None:
-            return missing
-        raise CheckpointError(f"{path}: not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -316,7 +306,7 @@ class SentenceEncoder:
         Texts are sorted by token count into batches of at most `batch_size`; results come back in your order.
         """
         single = isinstance(sentences, str)
-        texts = _as_text_list(sentences, "sentences")
+        texts = as_text_list(sentences, "sentences")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"batch_size: {batch_size!r}; expected a positive integer")
         if output_value not in OUTPUT_VALUES:
@@ -327,11 +317,21 @@ class SentenceEncoder:
             raise InputError("long_inputs='chunk' averages sentence embeddings; it cannot give token_embeddings")
         if show_progress_bar is None:
             show_progress_bar = len(texts) >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
-        with _progress(len(texts), show_progress_bar) as advance:
+        with progress(len(texts), "Encoding", "text", show_progress_bar) as advance:
             out = self._encode_texts(texts, batch_size, output_value=output_value,
                                      normalize_embeddings=normalize_embeddings, chunk=long_inputs == "chunk",
                                      advance=advance)
         return out[0] if single else out
+
+    def encode_stream(self, texts: Iterable[str], chunk_size: int, batch_size: int = 32, *,
+                      normalize_embeddings: bool = False, long_inputs: str = "truncate",
+                      advance: Callable[[int], None] = lambda n: None) -> Iterator[Array]:
+        """`encode` over an iterable of any length, `chunk_size` texts at a time: yields (n, P) float32 blocks, in
+        order, so that no more than one chunk is ever held. `advance(n)` is called as each n more texts are done."""
+        rest = iter(texts)
+        while chunk := list(itertools.islice(rest, chunk_size)):
+            yield self._encode_texts(chunk, batch_size, normalize_embeddings=normalize_embeddings,
+                                     chunk=long_inputs == "chunk", advance=advance)
 
     def _encode_texts(self, texts: List[str], batch_size: int, *, output_value: str = "sentence_embedding",
                       normalize_embeddings: bool = False, chunk: bool = False,
@@ -426,21 +426,3 @@ def _length_batches(pieces: List[_Piece], batch_size: int) -> Iterable[List[_Pie
     order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i].ids))  # stable: ties keep input order
     for start in range(0, len(order), batch_size):
         yield [pieces[i] for i in order[start:start + batch_size]]
-
-
-class _progress:
-    """A context manager giving an `advance(n)` function: a tqdm bar on stderr, or nothing."""
-
-    def __init__(self, total: int, show: bool):
-        self.total, self.show, self.bar = total, show, None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.show:
-            return lambda n: None
-        from tqdm import tqdm  # comes with huggingface-hub; imported only when a bar is wanted
-        self.bar = tqdm(total=self.total, desc="Encoding", unit="text")
-        return self.bar.update
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()

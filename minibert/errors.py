@@ -15,3 +15,8 @@ class ConfigError(CheckpointError):
 
 class InputError(MinibertError, ValueError):
     """Arguments to the model or tokenizer have the wrong shape, type or range."""
+
+
+class OutputError(MinibertError):
+    """An output cannot be written where asked: an input, a folder or device, an unwritable folder, a full disk,
+    or a folder another run is using."""

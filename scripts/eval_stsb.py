@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from minibert import DEFAULT_MODEL, InputError, SentenceEncoder  # noqa: E402
+from minibert import DEFAULT_MODEL, InputError, MinibertError, SentenceEncoder  # noqa: E402
 from minibert.hub import resolve_model_dir  # noqa: E402
 
 
@@ -75,7 +75,12 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def embed(sentences: List[str], model: str, batch_size: int, with_sentence_transformers: bool) -> np.ndarray:
     if with_sentence_transformers:
-        from sentence_transformers import SentenceTransformer  # only here: not a dependency of minibert
+        try:
+            from sentence_transformers import SentenceTransformer  # only here: not a dependency of minibert
+        except ImportError:
+            raise MinibertError("--sentence-transformers needs the sentence-transformers package, which is not "
+                                "installed: pip install sentence-transformers (in a clone of minibert: pip install "
+                                "-e '.[reference]')") from None
         st = SentenceTransformer(str(resolve_model_dir(model)), device="cpu")
         return np.asarray(st.encode(sentences, batch_size=batch_size, convert_to_numpy=True))
     return SentenceEncoder.from_pretrained(model).encode(sentences, batch_size=batch_size)
@@ -111,7 +116,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = evaluate(args.folder, args.split, args.model, args.batch_size, args.reference, args.limit)
-    except InputError as e:
+    except MinibertError as e:
         print(f"eval_stsb: error: {e}", file=sys.stderr)
         return 1
     if args.json:

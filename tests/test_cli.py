@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ODD_MODEL, assert_batch_invariant
+from conftest import ODD_MODEL, REPO, assert_batch_invariant
 from minibert import SentenceEncoder, cli
 
 ODD = str(ODD_MODEL)
 LINES = ["The cat sat on the mat.", "", "  spaced  ", "Crème brûlée, 東京", "a much longer line " * 20]
+TEXT_LINES = [t for t in LINES if t.strip()]  # a blank line of a text file is an error; in JSON lines "" is a text
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +35,19 @@ def leftovers(tmp_path):
 
 
 def test_encode_text_lines(tmp_path, odd_encoder, capsys):
-    status, out = encode(tmp_path, "\n".join(LINES).encode() + b"\n")
-    assert status == 0 and f"{out}: 5 x 80 float32" in capsys.readouterr().err
+    status, out = encode(tmp_path, "\n".join(TEXT_LINES).encode() + b"\n")
+    assert status == 0 and f"{out}: 4 x 80 float32" in capsys.readouterr().err
     array = np.load(out)
-    assert array.shape == (5, 80) and array.dtype == np.float32
-    np.testing.assert_allclose(array, odd_encoder.encode(LINES), atol=1e-6)
+    assert array.shape == (4, 80) and array.dtype == np.float32
+    np.testing.assert_allclose(array, odd_encoder.encode(TEXT_LINES), atol=1e-6)
     assert leftovers(tmp_path) == []
 
 
 def test_line_endings_bom_and_no_final_newline(tmp_path, odd_encoder):
-    status, out = encode(tmp_path, "\ufeffone\r\ntwo\u2028still two\n\nlast".encode())
+    status, out = encode(tmp_path, "\ufeffone\r\ntwo\u2028still two\n\u3000x\nlast".encode())
     assert status == 0
-    np.testing.assert_allclose(np.load(out), odd_encoder.encode(["one", "two\u2028still two", "", "last"]), atol=1e-6)
+    np.testing.assert_allclose(np.load(out), odd_encoder.encode(["one", "two\u2028still two", "\u3000x", "last"]),
+                               atol=1e-6)
 
 
 def test_encode_json_lines_normalized(tmp_path, odd_encoder):
@@ -69,9 +71,9 @@ def test_encode_streams_in_chunks(tmp_path, odd_encoder, monkeypatch):
 
     monkeypatch.setattr(cli, "ENCODE_CHUNK", 2)
     monkeypatch.setattr(SentenceEncoder, "_encode_texts", spy)
-    status, out = encode(tmp_path, "\n".join(LINES).encode())
+    status, out = encode(tmp_path, "\n".join(LINES[:1] + TEXT_LINES).encode())
     assert status == 0 and seen == [2, 2, 1]
-    assert_batch_invariant(np.load(out), odd_encoder.encode(LINES))
+    assert_batch_invariant(np.load(out), odd_encoder.encode(LINES[:1] + TEXT_LINES))
 
 
 def test_empty_input(tmp_path):
@@ -80,20 +82,24 @@ def test_empty_input(tmp_path):
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("in.txt", b"fine\nbad \xff byte\n", r"in\.txt:2: not UTF-8 text \(byte 0xff at column 5\); expected UTF-8"),
-    ("in.jsonl", b'{"text": "a"}\n{"text": "b"\n', r"in\.jsonl:2: not valid JSON \(Expecting ',' delimiter at "
-                                                    r"column 13\); expected a JSON object with a \"text\" field"),
-    ("in.jsonl", b'{"text": "a"}\n{"txt": "b"}\n', r"in\.jsonl:2: no \"text\" field"),
-    ("in.jsonl", b'{"text": "a"}\n["a"]\n', r"in\.jsonl:2: no \"text\" field"),
-    ("in.jsonl", b'{"text": 3}\n', r"in\.jsonl:1: \"text\" is int; expected a string"),
-    ("in.jsonl", b'{"text": "a"}\n\n{"text": "b"}\n', r"in\.jsonl:2: empty line"),
+    # One wording for every command (minibert.io.line_text): the same as encode-corpus's manifests.
+    ("in.txt", b"fine\nbad \xff byte\n", r"in\.txt:2: not UTF-8 \(byte 0xff at column 5\)$"),
+    ("in.jsonl", b'{"text": "a"}\n{"text": "b"\n', r"in\.jsonl:2: not JSON \(Expecting ',' delimiter at "
+                                                    r"column 13\)$"),
+    ("in.jsonl", b'{"text": "a"}\n{"txt": "b"}\n', r"in\.jsonl:2: no 'text' field; expected a JSON object"),
+    ("in.jsonl", b'{"text": "a"}\n["a"]\n', r"in\.jsonl:2: no 'text' field"),
+    ("in.jsonl", b'{"text": 3}\n', r"in\.jsonl:1: 'text' is int; expected a string"),
+    ("in.jsonl", b'{"text": "a"}\n\n{"text": "b"}\n', r"in\.jsonl:2: blank line; expected a JSON object"),
+    ("in.txt", b"one\n \t\nthree\n", r"in\.txt:2: blank line; expected one text per line"),
+    ("in.jsonl", b'{"text": "a"}\n{"text": "\\ud800"}\n', r"in\.jsonl:2: 'text' holds a lone surrogate "
+                                                           r"\(\\ud800 at character 1\); expected Unicode text"),
 ])
 def test_bad_input_files(tmp_path, capsys, name, content, message):
     (tmp_path / "out.npy").write_bytes(b"previous")
     status, out = encode(tmp_path, content, name)
     err = capsys.readouterr().err
     assert status == 1 and err.startswith("minibert encode: error: ") and err.count("\n") == 1
-    assert re.search(message, err), err
+    assert re.search(message, err.rstrip("\n")), err
     assert out.read_bytes() == b"previous" and leftovers(tmp_path) == []  # nothing half-written
 
 
@@ -123,10 +129,10 @@ def test_progress_bar(tmp_path, capsys):
 def test_stdin_through_the_module(tmp_path, odd_encoder):
     out = tmp_path / "out.npy"
     done = subprocess.run([sys.executable, "-m", "minibert.cli", "encode", "--model", ODD, "--output", str(out)],
-                          input="\n".join(LINES).encode(), capture_output=True)
+                          input="\n".join(TEXT_LINES).encode(), capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
     assert "Encoding" not in done.stderr.decode()  # not a terminal: no bar
-    np.testing.assert_allclose(np.load(out), odd_encoder.encode(LINES), atol=1e-6)
+    np.testing.assert_allclose(np.load(out), odd_encoder.encode(TEXT_LINES), atol=1e-6)
 
 
 def test_info(capsys):
@@ -159,3 +165,55 @@ def test_dispatcher():
     with pytest.raises(SystemExit) as e:
         cli.main([])
     assert e.value.code == 2
+
+
+def test_short_model_name_is_not_a_repo_id(capsys):
+    assert cli.main(["info", "all-MiniLM-L6-v2"]) == 1
+    assert capsys.readouterr().err == ("minibert info: error: all-MiniLM-L6-v2: no such folder, and not a Hub repo "
+                                       "id: an id has the form 'org/name' (for this one, perhaps "
+                                       "sentence-transformers/all-MiniLM-L6-v2)\n")
+
+
+@pytest.mark.parametrize("name", ["x" * 500, "org/" + "x" * 500])
+def test_very_long_model_name(capsys, name):
+    assert cli.main(["info", name]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 250 and f"... ({len(name)} characters)" in err
+
+
+def test_info_says_what_the_tokenizer_does_with_case(capsys):
+    # all-MiniLM-L6-v2's sentence_bert_config.json says do_lower_case false; its tokenizer lower-cases anyway.
+    assert cli.main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["do_lower_case"] is True
+
+
+def test_help_states_the_line_rule_and_the_exit_status(capsys):
+    for command in ([], ["encode"], ["encode-corpus"], ["explain"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*command, "--help"])
+        assert e.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "exit status: 0 done, 1 bad input or a failure (one line on stderr), 2 bad usage" in text
+        if command in (["encode"], ["encode-corpus"]):
+            assert "a blank line is an error" in text
+
+
+def test_explain_runs_from_another_programs_argv(capsys):
+    assert cli.main(["explain", "The cat sat.", "--word", "dog"], prog="compare.py") == 1
+    assert capsys.readouterr().err.startswith("compare.py explain: error: word 'dog' not found")
+    assert cli.run_command("explain", ["The cat sat.", "--word", "dog"], prog="compare.py explain") == 1
+    assert capsys.readouterr().err.startswith("compare.py explain: error: word 'dog' not found")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["explain", "--word"])  # a usage error: argparse's message, status 2
+    assert e.value.code == 2
+
+
+def test_eval_stsb_without_sentence_transformers(tmp_path):
+    (tmp_path / "sts-dev.csv").write_text("g\tf\t2012\t1\t5.0\tA cat.\tA cat.\n")
+    code = ("import runpy, sys; sys.modules['sentence_transformers'] = None; "
+            f"sys.argv = ['eval_stsb.py', {str(tmp_path)!r}, '--sentence-transformers']; "
+            f"runpy.run_path({str(REPO / 'scripts' / 'eval_stsb.py')!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == (
+        "eval_stsb: error: --sentence-transformers needs the sentence-transformers package, which is not installed: "
+        "pip install sentence-transformers (in a clone of minibert: pip install -e '.[reference]')\n")

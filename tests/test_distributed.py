@@ -269,3 +269,129 @@ def test_command_line_on_a_scheduler_and_on_its_own_local_cluster(client, odd_en
     capsys.readouterr()
     assert main([*command, str(tmp_path / "c"), str(tmp_path / "none.txt")]) == 1
     assert capsys.readouterr().err == f"minibert encode-corpus: error: {tmp_path / 'none.txt'}: no such file\n"
+
+
+# ---- issue #14: what the cluster says, scripts without the guard, two runs, a tampered index ------------------
+
+def test_bad_line_on_the_cluster_is_one_clean_error(client, odd_encoder, tmp_path, capfd):
+    path = bad_corpus(tmp_path)
+    # A cluster of its own: its worker writes its log to this test's captured stderr.
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      env=WORKER_ENV) as cluster, Client(cluster) as own:
+        with pytest.raises(InputError, match=f"^{path}:2: no 'text' field.*; pass errors='skip' to leave"):
+            encode_corpus(path, tmp_path / "a", model=odd_encoder, client=own, partition_size=3)
+        time.sleep(0.5)  # a worker's log line would have arrived by now
+    assert "Compute Failed" not in capfd.readouterr().err  # no worker traceback before the message
+    assert main(["encode-corpus", "--model", str(ODD_MODEL), "--output", str(tmp_path / "b"), str(path),
+                 "--scheduler", client.scheduler.address]) == 1
+    err = capfd.readouterr().err
+    assert err.startswith(f"minibert encode-corpus: error: {path}:2: no 'text' field") and err.count("\n") == 1
+    assert "; run again with --errors skip to leave such lines out" in err and "errors='skip'" not in err
+
+
+SCRIPT = """
+from minibert.distributed import check_main_guard, encode_corpus
+{call}
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_script_without_the_main_guard_gets_one_clear_error(tmp_path, guarded):
+    text = tmp_path / "in.txt"
+    text.write_text("one\n")
+    call = (f"encode_corpus([{str(text)!r}], {str(tmp_path / 'out')!r}, model={str(ODD_MODEL)!r})" if not guarded
+            else 'if __name__ == "__main__":\n    check_main_guard()\n    print("guarded")')
+    script = tmp_path / "embed.py"
+    script.write_text(SCRIPT.format(call=call))
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    if guarded:
+        assert done.returncode == 0 and done.stdout == "guarded\n", done.stderr
+        return
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (f"minibert.errors.MinibertError: {script}:3: a local Dask cluster starts worker processes that "
+                    "import this script again; put the code that encodes under `if __name__ == \"__main__\":` (see "
+                    "the README), or pass client= a Client of a running cluster")
+    assert "Nanny" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_second_run_on_the_same_folder_is_refused(client, odd_encoder, tmp_path):
+    from minibert import OutputError
+    from minibert.io import folder_lock
+    text = tmp_path / "in.txt"
+    text.write_text("one\ntwo\n")
+    out = tmp_path / "out"
+    (out / "shards").mkdir(parents=True)
+    theirs = out / "shards" / ".00000.npy.abc.tmp"  # another run's file in flight
+    theirs.write_bytes(b"partial")
+    with folder_lock(out):  # the other run
+        with pytest.raises(OutputError, match=f"^{out}: in use by PID {os.getpid()} on .*; wait for that run"):
+            encode_corpus(text, out, model=odd_encoder, client=client)
+    assert theirs.read_bytes() == b"partial"  # nothing of the other run was touched
+    old = os.umask(0o022)
+    try:
+        run = encode_corpus(text, out, model=odd_encoder, client=client)  # the lock is gone with its holder
+    finally:
+        os.umask(old)
+    assert run.count == 2 and not theirs.exists() and not (out / ".lock").exists()
+    for written in (out / "index.json", out / "shards" / "00000.npy", out / "shards" / "00000.json"):
+        assert written.stat().st_mode & 0o777 == 0o644  # the permissions of any file, as `minibert encode` gives
+
+
+@pytest.fixture(scope="module")
+def finished(client, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    text = out / "in.txt"
+    text.write_text("".join(f"line {i}\n" for i in range(1, 8)))
+    encode_corpus(text, out / "run", model=str(ODD_MODEL), client=client, partition_size=4)
+    return out / "run"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda i: i.pop("dim"), r"dim None; expected a positive integer"),
+    (lambda i: i["shards"][0].update(last_line=10**9), r"shards\[0\]: lines 1-1000000000 less 0 skipped against "
+                                                       r"count 4; expected a count that is the lines kept"),
+    (lambda i: i["shards"][1].update(first_line=4), r"shards\[1\]: lines 4-7 less 0 skipped against count 3"),
+    (lambda i: i["shards"][0].update(skipped=[[99, "x"]]), r"shards\[0\]\.skipped; expected a list of \[line, "
+                                                           r"reason\] with lines 1-4"),
+    (lambda i: i["shards"][0].update(shard="../../etc/passwd"), r"shards\[0\]\.shard '\.\./\.\./etc/passwd'"),
+    (lambda i: i.update(shards={}), r"shards dict; expected a list"),
+])
+def test_tampered_index_is_refused(finished, tmp_path, edit, message):
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    index = json.loads((copy / "index.json").read_text())
+    edit(index)
+    (copy / "index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match=f"^{copy / 'index.json'}: {message}"):
+        load_embeddings(copy)
+
+
+def test_tampered_row_count_against_the_shard(finished, tmp_path):
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    index = json.loads((copy / "index.json").read_text())
+    index["shards"][0].update(last_line=5, count=5)  # adds up, but the shard holds 4 rows
+    (copy / "index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match=r"00000\.npy: shape \(4, 80\) float32; the index expects \(5, 80\)"):
+        load_embeddings(copy)
+
+
+def test_full_disk_during_a_corpus_run(client, odd_encoder, tmp_path):
+    import subprocess
+    from minibert import OutputError
+    out = tmp_path / "mnt"
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(out)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        text = tmp_path / "in.txt"
+        text.write_text("a sentence\n" * 200)  # 200 x 80 float32 = 64 KB
+        with pytest.raises(OutputError, match=r"00000\.npy: cannot write \(the disk is full\); nothing was written"):
+            encode_corpus(text, out, model=odd_encoder, client=client)
+        assert not list((out / "shards").iterdir()) and not (out / ".lock").exists()
+    finally:
+        subprocess.run(["umount", str(out)], check=True)

@@ -23,7 +23,7 @@ def run_explain(*args: str) -> subprocess.CompletedProcess:
 
 def test_minibert_explain_subcommand_is_the_same_command():
     from minibert.cli import main
-    assert main(["explain", "The cat sat.", "--word", "dog"]) == 2  # the explain command's own exit status
+    assert main(["explain", "The cat sat.", "--word", "dog"]) == 1  # bad input: 1, as every minibert command
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +108,14 @@ def test_measurements_come_from_the_forward_pass(minilm, minilm_tokenizer):
 
 def test_word_not_in_sentence_is_a_clear_error():
     r = run_explain("The dog barked.", "--word", "cat")
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.strip().endswith("error: word 'cat' not found (as a whole word, ignoring case) "
                                      "in sentence 'The dog barked.'")
 
 
 def test_plot_without_matplotlib_says_so(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    assert main(["The cat sat.", "--word", "cat", "--plot", "x.png"], prog="explain") == 2
+    assert main(["The cat sat.", "--word", "cat", "--plot", "x.png"], prog="explain") == 1
     err = capsys.readouterr().err
     assert err.startswith("explain: error: --plot needs matplotlib, which is not installed: pip install matplotlib")
 
@@ -133,3 +133,14 @@ def test_tour_is_current():
     r = subprocess.run([sys.executable, "docs/make_tour.py", "--check"], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+
+
+def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
+    from minibert.cli import main
+    sentence = "The cat " + "sat on the mat and " * 950  # about 18,000 characters, far over 512 tokens
+    assert main(["explain", sentence, "--word", "cat"]) == 0
+    out, err = capsys.readouterr()
+    echo = next(line for line in out.splitlines() if line.startswith("sentence 1: "))
+    assert len(echo) < 300 and f"({len(sentence):,} characters)" in echo
+    assert re.match(r"^minibert explain: sentence 1 has \d+ tokens; cut at the model's maximum of 512: the rest is "
+                    r"not seen$", err.strip())
