@@ -375,7 +375,7 @@ def check_plot_path(path: Path) -> None:
         raise UsageError(f"--plot {path}: {parent} is a file, not a folder")
 
 
-def figure(report: Report) -> "Figure":
+def figure(report: Report) -> Figure:
     """Per word: each pair's contextual cosine by layer (left), the cosine heatmap at the layer shown (right)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -403,7 +403,7 @@ def figure(report: Report) -> "Figure":
     return fig
 
 
-def _write_figure(fig: "Figure", path: Path) -> None:
+def _write_figure(fig: Figure, path: Path) -> None:
     """Save `fig` to `path` (format from its extension) through a temporary file in the same folder, renamed
     into place only when complete; the temporary file is removed on any error. Permissions follow the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -480,12 +480,16 @@ def resolve_layer(layer: int, n_layers: int) -> int:
 # ------------------------------------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, plus sub-commands that hand every argument after their name, unparsed and in order, to the
-    command they stand for (nargs=REMAINDER cannot take a leading option such as --help)."""
+    """argparse with one-line usage errors, and sub-commands that hand every argument after their name, unparsed
+    and in order, to the command they stand for (nargs=REMAINDER cannot take a leading option such as --help)."""
 
     def __init__(self, *args, pass_through: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.pass_through = pass_through
+
+    def error(self, message: str):  # type: ignore[override]
+        """A usage error: one line (no usage block; --help has it), exit status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if not self.pass_through:

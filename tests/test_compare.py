@@ -171,6 +171,7 @@ def test_glove_text_file_as_the_static_table(tmp_path):
 def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):
     result = run(tmp_path, *args, "--glove", "none")
     assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
 
 
 def test_missing_input_is_one_line_and_status_1(tmp_path):
