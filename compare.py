@@ -555,6 +555,16 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> List[str]:
     return [f"--{name}" for name in names if getattr(args, name) not in (None, [], False)]
 
 
+def _not_text(value: str) -> Optional[str]:
+    """Why a command-line value is not text, or None: Python keeps the bytes of an argument that is not UTF-8 as
+    lone surrogates, which no tokenizer or terminal takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"byte 0x{ord(value[e.start]) - 0xDC00:02x} at character {e.start + 1} is not UTF-8"
+    return None
+
+
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """Every check that needs no model, so that a bad command line fails at once (argparse: status 2)."""
     if args.command == "explain":
@@ -575,6 +585,10 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse
         return args
     if args.split is not None or args.limit is not None:
         p.error("--split and --limit go with wic: compare.py wic DIR --split dev --limit 100")
+    for name, value in [("--word", args.word)] + [(f"--sentence {i}", s) for i, s in enumerate(args.sentence, 1)]:
+        why = _not_text(value or "")
+        if why:
+            p.error(f"{name}: {why}; expected UTF-8 text")
     if args.sentence and args.word is None:
         p.error("--sentence needs --word")
     if args.word is not None and not args.word.strip():
@@ -655,4 +669,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # the reader left early (compare.py | head): nothing more to say, and nowhere to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # say it; no second error at exit
+        sys.exit(EXIT_INPUT)

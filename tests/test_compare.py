@@ -343,6 +343,10 @@ def test_a_sentence_longer_than_the_model_reads_is_cut_with_a_note():
      "word '!' not found (as a whole word, ignoring case) in sentence 'Wow!'"),
     (["--word", "cat", *["--sentence", "The cat."] * 101], "101 sentences: at most 100"),
     (["--limit", "3"], "--split and --limit go with wic"),
+    (["--word", "caf\udce9", "--sentence", "The caf\udce9.", "--sentence", "A cat."],  # argv bytes b"caf\xe9"
+     "--word: byte 0xe9 at character 4 is not UTF-8; expected UTF-8 text"),
+    (["--word", "cat", "--sentence", "The cat.", "--sentence", "A cat \udcff."],
+     "--sentence 2: byte 0xff at character 7 is not UTF-8; expected UTF-8 text"),
 ])
 def test_hostile_word_and_sentences_are_one_clear_usage_error(args, message):
     status, out, err = main(*args)
@@ -457,3 +461,14 @@ def test_plot_honours_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "sub" / "x.png").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
+    """compare.py ... | head: the pipe closes before the (large) output is written."""
+    args = [sys.executable, str(REPO / "compare.py"), "--model", str(ODD_MODEL), "--glove", "none", "--word", "cat",
+            "--json", *[x for i in range(100) for x in ("--sentence", f"The cat {i}.")]]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path) as p:
+        p.stdout.read(10)
+        p.stdout.close()
+        err = p.stderr.read().decode()
+    assert p.returncode == 1 and err == ""
