@@ -191,8 +191,11 @@ def pair_cosines(model: BertModel, tokenizer: Tokenizer, pairs: WicPairs, batch_
         raise _unlocatable(tokenizer, pairs) from None
     n = len(pairs.labels)
     a, b = vectors[:n].astype(np.float64), vectors[n:].astype(np.float64)  # (N, L + 1, H) each
-    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    return np.divide((a * b).sum(-1), norms, out=np.zeros_like(norms), where=norms > 0)
+    dots, norm_a, norm_b = (a * b).sum(-1), np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    cosines = np.zeros_like(dots)  # 0 for a zero vector, as explain's cosine
+    some = (norm_a > 0) & (norm_b > 0)
+    cosines[some] = dots[some] / norm_a[some] / norm_b[some]
+    return cosines
 
 
 def _unlocatable(tokenizer: Tokenizer, pairs: WicPairs) -> WicError:
