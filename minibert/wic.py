@@ -104,8 +104,8 @@ def split_files(folder: Path, split: str) -> Tuple[Path, Path]:
     if not SPLIT_NAME.fullmatch(split):
         raise WicError(f"split {split!r}: expected a name such as train, dev or test (letters, digits, _ . -)")
     if not folder.is_dir():
-        raise WicError(f"{folder}: no such folder; expected a WiC folder holding <split>.data.txt and "
-                       "<split>.gold.txt")
+        raise WicError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}; expected a WiC folder "
+                       "holding <split>.data.txt and <split>.gold.txt")
     for base in (folder, folder / split):
         data, gold = base / f"{split}.data.txt", base / f"{split}.gold.txt"
         if data.is_file():

@@ -103,8 +103,10 @@ def test_missing_split_lists_the_splits_found(tmp_path):
     with pytest.raises(WicError, match=r"no test split; expected test\.data\.txt and test\.gold\.txt there or in "
                                        r"test/ \(splits found: dev, train\)"):
         read_splits(tmp_path, "test")
-    with pytest.raises(WicError, match=r"no such folder"):
+    with pytest.raises(WicError, match=r"nowhere: no such folder; expected a WiC folder"):
         read_splits(tmp_path / "nowhere", "dev")
+    with pytest.raises(WicError, match=r"train\.data\.txt: not a folder; expected a WiC folder"):
+        read_splits(tmp_path / "train.data.txt", "dev")
 
 
 @pytest.mark.parametrize("split", ["../train", "", "dev/dev", "/etc/passwd"])
