@@ -4,11 +4,15 @@
     python compare.py --word bank --sentence "..." --sentence "..."
     python compare.py --layer 3 --json                  the same numbers as JSON
     python compare.py --plot compare.png                per-layer curves and similarity heatmaps (matplotlib)
-    python compare.py --wic WIC_DIR [--split dev]       Word-in-Context accuracy, static vs every layer
-    python compare.py explain SENTENCE... --word W     a word's path through the layers (minibert.explain)
+    python compare.py wic WIC_DIR [--split dev]         Word-in-Context accuracy, static vs every layer
+                                                        (also: --wic WIC_DIR)
+    python compare.py explain SENTENCE... --word W      a word's path through the layers (minibert explain)
 
 The static table is GloVe (`--glove`: anything `glove.load` accepts; by default fse/glove-wiki-gigaword-100 from the
 Hugging Face cache or the Hub). Without one, the model's own input word-piece embeddings stand in for it.
+
+Exit status: 0 done; 2 a usage error (an option or its value, e.g. a word missing from its sentence); 1 an input
+that cannot be read or used (a file, folder, model or WiC data) or a failed write. Either is one line on stderr.
 """
 
 from __future__ import annotations
@@ -16,24 +20,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import glove
 from glove.hub import go_offline_if_unreachable
-from minibert import DEFAULT_MODEL, BertModel, MinibertError, Tokenizer, word_vectors
-from minibert.contextual import locate
+from minibert import DEFAULT_MODEL, BertModel, InputError, MinibertError, Tokenizer, word_vectors
+from minibert import wic
+from minibert.contextual import WordLocation, locate
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Array = np.ndarray
 DEFAULT_GLOVE = "fse/glove-wiki-gigaword-100"
 WIDTH = 100  # the report fits a terminal this wide
 HEAD_DIMS = 6  # how many leading dimensions of a vector to show
+MAX_SENTENCES = 100  # the report shows every pair: 100 sentences are already 4,950 rows
+EXIT_INPUT, EXIT_USAGE = 1, 2
+PLOT_HINT = "pip install matplotlib (in a clone of minibert: pip install -e '.[plot]')"
 
 # (word, [(sentence, sense)]): sense labels mark which occurrences mean the same thing.
 CLASSIC = ("cat", [("The cat sat on the mat.", ""), ("The cat chased the mouse.", "")])
@@ -53,10 +64,15 @@ POLYSEMY = [
               ("Call me on my cell when you land.", "phone"),
               ("My cell battery died, so I could not text you.", "phone")]),
 ]
+WordSet = Tuple[str, List[Tuple[str, str]]]  # (word, [(sentence, sense)])
 
 
 class UsageError(Exception):
-    """A bad command line or input file: printed as one line, exit status 2."""
+    """A command line that cannot be carried out as given: printed as one line, exit status 2."""
+
+
+class DataError(Exception):
+    """An input named on the command line that cannot be read or used, or a failed write: one line, exit status 1."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -76,7 +92,7 @@ class Static:
         found = [w for w in dict.fromkeys([word, word.lower()]) if w in self.table]  # GloVe 6B is lower-case
         return found[:1]
 
-    def vector(self, keys: List[str]) -> np.ndarray:
+    def vector(self, keys: List[str]) -> Array:
         """float32 (D,): the mean of the keys' rows (one row for a whole word)."""
         return self.table[keys].mean(axis=0)
 
@@ -99,7 +115,7 @@ def load_static(source: Optional[str], model: BertModel, tokenizer: Tokenizer, m
         return Static(glove.load(name), name, False)
     except (glove.GloVeError, OSError) as e:
         if source is not None:  # asked for by name: its failure is the answer
-            raise UsageError(f"--glove {source}: {_first_line(e)}") from None
+            raise DataError(f"--glove {source}: {_first_line(e)}") from None
         why = f"it is not in the Hugging Face cache and {offline}" if offline else _first_line(e)
         print(f"compare.py: no GloVe table ({name}: {why}); get it once with `hf download {name}` or pass --glove "
               "glove.6B.100d.txt. Static baseline here: the model's input word-piece embeddings.", file=sys.stderr)
@@ -115,50 +131,119 @@ def _first_line(e: BaseException) -> str:
 # One word in several sentences: every number of the report
 # ------------------------------------------------------------------------------------------------------------
 
-def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
-    """(..., S, D) -> (..., S, S) cosine similarities, in float64."""
+@dataclass(frozen=True)
+class Closest:
+    """The occurrence whose contextual vector is closest to occurrence `sentence`'s (0-based indices)."""
+
+    sentence: int
+    closest: int
+    cosine: float
+
+    def to_json(self) -> dict:
+        return {"sentence": self.sentence, "closest": self.closest, "cosine": self.cosine}
+
+
+@dataclass(frozen=True)
+class WordReport:
+    """All the numbers shown for one word in S sentences.  L layers.
+
+    Every number is rounded to 6 decimals once, here, so that the text, the plot and the JSON show the same ones.
+    """
+
+    word: str
+    locations: Tuple[WordLocation, ...]  # (S,) where the word sits in each sentence
+    senses: Tuple[str, ...]  # (S,) sense labels; "" when not labelled
+    layer: int  # the contextual layer shown, 0..L
+    static_keys: Tuple[str, ...]  # the static table's entries averaged; () when it has none
+    static_head: Optional[Array]  # (HEAD_DIMS,) the static vector's leading dimensions; None without one
+    contextual_head: Array  # (S, HEAD_DIMS) the contextual vectors' leading dimensions at `layer`
+    static_cosine: Optional[Array]  # (S, S); None without a static vector
+    cosine_by_layer: Array  # (L + 1, S, S) contextual cosines; layer 0 is the input embedding
+    static_neighbours: Tuple[Tuple[str, float], ...]  # the static vector's nearest table entries
+    closest: Tuple[Closest, ...]  # (S,) at `layer`
+
+    @property
+    def contextual_cosine(self) -> Array:
+        """(S, S) at the layer shown."""
+        return self.cosine_by_layer[self.layer]
+
+    @property
+    def labels(self) -> List[str]:
+        """"S1 river", "S2 river", ...: how the report names each occurrence."""
+        return [f"S{i + 1} {sense}".rstrip() for i, sense in enumerate(self.senses)]
+
+    def to_json(self) -> dict:
+        return {
+            "word": self.word,
+            "sentences": [{"text": w.sentence, "sense": sense, "span": list(w.span), "pieces": list(w.pieces)}
+                          for w, sense in zip(self.locations, self.senses)],
+            "static_keys": list(self.static_keys),
+            "static_head": None if self.static_head is None else self.static_head.tolist(),
+            "contextual_head": self.contextual_head.tolist(),
+            "static_cosine": None if self.static_cosine is None else self.static_cosine.tolist(),
+            "contextual_cosine": self.contextual_cosine.tolist(),
+            "cosine_by_layer": self.cosine_by_layer.tolist(),
+            "static_neighbours": [[w, c] for w, c in self.static_neighbours],
+            "closest": [c.to_json() for c in self.closest],
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole comparison: every word's numbers and what produced them."""
+
+    model: str
+    layers: int  # L, the model's encoder layers
+    layer: int  # the contextual layer shown, 0..L
+    static_name: str
+    static_wordpieces: bool  # the model's input word-piece table stands in for GloVe
+    words: Tuple[WordReport, ...]
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "layers": self.layers, "layer": self.layer,
+                "static": {"name": self.static_name, "wordpieces": self.static_wordpieces},
+                "words": [w.to_json() for w in self.words]}
+
+
+def cosine_matrix(vectors: Array) -> Array:
+    """(..., S, D) -> (..., S, S) cosine similarities, in float64; 0 for a zero vector (as explain's cosine)."""
     v = vectors.astype(np.float64)
-    v /= np.linalg.norm(v, axis=-1, keepdims=True)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
     return v @ np.swapaxes(v, -1, -2)
 
 
+def closest_occurrences(cosines: Array) -> Tuple[Closest, ...]:
+    """For each occurrence, the other one with the highest cosine (the first on ties).  cosines: (S, S), S >= 2"""
+    out = []
+    for i in range(len(cosines)):
+        j = max((j for j in range(len(cosines)) if j != i), key=lambda j: cosines[i, j])
+        out.append(Closest(i, j, float(cosines[i, j])))
+    return tuple(out)
+
+
 def analyse(word: str, sentences: Sequence[str], senses: Sequence[str], model: BertModel, tokenizer: Tokenizer,
-            static: Static, layer: int, neighbours: int = 5) -> dict:
-    """All the numbers shown for one word: static and contextual vectors, cosines, neighbours. JSON-ready."""
+            static: Static, layer: int, neighbours: int = 5) -> WordReport:
+    """All the numbers shown for one word in S >= 2 sentences; `layer` in 0..L."""
     where = locate(tokenizer, sentences, word)
     contextual = word_vectors(model, tokenizer, sentences, word, layers="all")  # (S, L + 1, H)
-    by_layer = cosine_matrix(np.swapaxes(contextual, 0, 1))  # (L + 1, S, S)
+    by_layer = np.round(cosine_matrix(np.swapaxes(contextual, 0, 1)), 6)  # (L + 1, S, S)
     keys = static.keys(word, tokenizer)
-    static_vector = static.vector(keys) if keys else None
-    static_cos = cosine_matrix(np.stack([static_vector] * len(sentences))) if keys else None
-    chosen = by_layer[layer]
-    closest = []
-    for i in range(len(sentences)):
-        others = [j for j in range(len(sentences)) if j != i]
-        j = max(others, key=lambda j: chosen[i, j])
-        closest.append({"sentence": i, "closest": j, "cosine": _r(chosen[i, j])})
-    return {
-        "word": word,
-        "sentences": [{"text": s, "sense": sense, "span": list(w.span), "pieces": list(w.pieces)}
-                      for s, sense, w in zip(sentences, senses, where)],
-        "static_keys": keys,
-        "static_head": None if static_vector is None else [_r(x) for x in static_vector[:HEAD_DIMS]],
-        "contextual_head": [[_r(x) for x in v[:HEAD_DIMS]] for v in contextual[:, layer]],
-        "static_cosine": None if static_cos is None else _rounded(static_cos),
-        "contextual_cosine": _rounded(chosen),
-        "cosine_by_layer": _rounded(by_layer),
-        "static_neighbours": ([[w, _r(c)] for w, c in static.table.most_similar(keys, topn=neighbours)]
-                              if keys else []),
-        "closest": closest,
-    }
+    static_vector = static.vector(keys) if keys else None  # (D,)
+    return WordReport(
+        word=word, locations=tuple(where), senses=tuple(senses), layer=layer, static_keys=tuple(keys),
+        static_head=None if static_vector is None else np.array([_r(x) for x in static_vector[:HEAD_DIMS]]),
+        contextual_head=np.array([[_r(x) for x in v[:HEAD_DIMS]] for v in contextual[:, layer]]),
+        static_cosine=(None if static_vector is None
+                       else np.round(cosine_matrix(np.stack([static_vector] * len(sentences))), 6)),
+        cosine_by_layer=by_layer,
+        static_neighbours=tuple((w, _r(c)) for w, c in static.table.most_similar(keys, topn=neighbours)) if keys
+        else (),
+        closest=closest_occurrences(by_layer[layer]))
 
 
 def _r(x: float) -> float:
     return round(float(x), 6)
-
-
-def _rounded(a: np.ndarray) -> list:
-    return np.round(a, 6).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -173,10 +258,6 @@ def _head(values: Sequence[float]) -> str:
     return " ".join(f"{v:+.3f}" for v in values) + " ..."
 
 
-def _label(i: int, sense: str) -> str:
-    return f"S{i + 1} {sense}".rstrip()
-
-
 def _layer_columns(n_layers: int, room: int) -> List[int]:
     """Which layers fit as 6-character columns in `room` characters: all if they fit, else evenly spaced."""
     fit = max(room // 6, 2)
@@ -185,174 +266,83 @@ def _layer_columns(n_layers: int, room: int) -> List[int]:
     return sorted({round(k * n_layers / (fit - 1)) for k in range(fit)})
 
 
-def render(r: dict, layer: int, n_layers: int, static_name: str) -> List[str]:
+def render(r: WordReport, static_name: str) -> List[str]:
     """The text report for one word (lines of at most WIDTH characters)."""
-    sents, word = r["sentences"], r["word"]
-    labels = [_label(i, s["sense"]) for i, s in enumerate(sents)]
+    labels = r.labels
     lw = max(len(x) for x in labels)
-    out = [f"== {word} " + "=" * (WIDTH - len(word) - 4)]
-    sw = min(max(len(s["text"]) for s in sents), WIDTH - lw - 24)
-    for lab, s in zip(labels, sents):
-        out.append(_fit(f"  {lab:<{lw}}  {_fit(s['text'], sw):<{sw}}  pieces: {' '.join(s['pieces'])}", WIDTH))
+    out = [f"== {r.word} " + "=" * (WIDTH - len(r.word) - 4)]
+    texts = [w.sentence for w in r.locations]
+    sw = min(max(len(s) for s in texts), WIDTH - lw - 24)
+    for lab, s, w in zip(labels, texts, r.locations):
+        out.append(_fit(f"  {lab:<{lw}}  {_fit(s, sw):<{sw}}  pieces: {' '.join(w.pieces)}", WIDTH))
     out.append("")
-    if r["static_head"] is None:
-        out.append(f"  static vector: {word!r} is not in {static_name}; no static vector")
+    if r.static_head is None:
+        out.append(_fit(f"  static vector: {r.word!r} is not in {static_name}; no static vector", WIDTH))
     else:
-        out.append(f"  static vector, the same in every sentence:  {_head(r['static_head'])}")
-    out.append(f"  contextual vector at layer {layer}, one per sentence:")
-    for lab, head in zip(labels, r["contextual_head"]):
+        out.append(f"  static vector, the same in every sentence:  {_head(r.static_head)}")
+    out.append(f"  contextual vector at layer {r.layer}, one per sentence:")
+    for lab, head in zip(labels, r.contextual_head):
         out.append(f"    {lab:<{lw}}  {_head(head)}")
-    out += [""] + _cosine_table(r, labels, layer, n_layers) + [""]
-    neighbours = ", ".join(w for w, _ in r["static_neighbours"]) or "-"
+    out += [""] + _cosine_table(r) + [""]
+    neighbours = ", ".join(w for w, _ in r.static_neighbours) or "-"
     cw = max(len("contextual: closest occurrence"), lw + 7)
     nw = WIDTH - 2 - lw - 2 - 2 - cw
     out.append(f"  {'':<{lw}}  {'static: nearest words (the same list every time)':<{nw}}  "
                "contextual: closest occurrence")
-    for i, c in enumerate(r["closest"]):
-        out.append(f"  {labels[i]:<{lw}}  {_fit(neighbours, nw):<{nw}}  {labels[c['closest']]:<{lw}} "
-                   f"{c['cosine']:6.3f}")
+    for c in r.closest:
+        out.append(f"  {labels[c.sentence]:<{lw}}  {_fit(neighbours, nw):<{nw}}  {labels[c.closest]:<{lw}} "
+                   f"{c.cosine:6.3f}")
     return out
 
 
-def _cosine_table(r: dict, labels: List[str], layer: int, n_layers: int) -> List[str]:
+def _cosine_table(r: WordReport) -> List[str]:
     """Cosine between each pair of occurrences: static, then contextual at each layer; with senses, the means
     over same-sense and different-sense pairs."""
-    sents = r["sentences"]
-    n = len(sents)
+    labels, senses = r.labels, r.senses
+    n, n_layers = len(labels), len(r.cosine_by_layer) - 1
     lw = max(len(x) for x in labels)
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     rows = [(f"{labels[i]:<{lw}} ~ {labels[j]}", [(i, j)]) for i, j in pairs]
-    if any(s["sense"] for s in sents):
+    if any(senses):
         for name, same in (("mean, same sense", True), ("mean, different sense", False)):
-            group = [(i, j) for i, j in pairs if (sents[i]["sense"] == sents[j]["sense"]) == same]
+            group = [(i, j) for i, j in pairs if (senses[i] == senses[j]) == same]
             if group:
                 rows.append((name, group))
     pw = max(len(name) for name, _ in rows)
     columns = _layer_columns(n_layers, WIDTH - pw - 13)
-    by_layer, static = np.array(r["cosine_by_layer"]), r["static_cosine"]
     out = [f"  {'cosine':<{pw}}  {'static':>6} | contextual, by layer (0: input embedding; *: used below)",
-           f"  {'':<{pw}}  {'':>6} |" + "".join(f"{str(k) + ('*' if k == layer else ''):>6}" for k in columns)]
+           f"  {'':<{pw}}  {'':>6} |" + "".join(f"{str(k) + ('*' if k == r.layer else ''):>6}" for k in columns)]
     for name, group in rows:
-        st = "     -" if static is None else f"{np.mean([static[i][j] for i, j in group]):6.3f}"
-        values = [np.mean([by_layer[k, i, j] for i, j in group]) for k in columns]
+        st = "     -" if r.static_cosine is None else f"{np.mean([r.static_cosine[i, j] for i, j in group]):6.3f}"
+        values = [np.mean([r.cosine_by_layer[k, i, j] for i, j in group]) for k in columns]
         out.append(f"  {name:<{pw}}  {st} |" + "".join(f"{v:6.3f}" for v in values))
     return out
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Word-in-Context
-# ------------------------------------------------------------------------------------------------------------
-
-@dataclass
-class WicPairs:
-    sentences1: List[str]
-    sentences2: List[str]
-    spans1: List[Tuple[int, int]]
-    spans2: List[Tuple[int, int]]
-    labels: np.ndarray  # (N,) bool, True = same sense
+def render_report(report: Report) -> List[str]:
+    """The whole text report: a heading, then one section per word."""
+    name = Path(report.model).name
+    lines = [f"{name} ({report.layers} layers) vs static {report.static_name}",
+             f"contextual vectors from layer {report.layer} of {report.layers}; "
+             "layer 0 is the input embedding: no context, only position", ""]
+    for k, r in enumerate(report.words):
+        lines += ([""] if k else []) + render(r, report.static_name)
+    return lines
 
 
-def _token_span(sentence: str, index: int, where: str) -> Tuple[int, int]:
-    """Character span of the index-th whitespace-separated token (WiC's indices count those)."""
-    tokens = [m.span() for m in re.finditer(r"\S+", sentence)]
-    if not 0 <= index < len(tokens):
-        raise UsageError(f"{where}: token index {index} is out of range; the sentence has {len(tokens)} tokens")
-    return tokens[index]
-
-
-def read_wic(folder: Path, split: str, limit: Optional[int] = None) -> WicPairs:
-    """`<split>.data.txt` (word, PoS, index1-index2, sentence1, sentence2; tab-separated) and `<split>.gold.txt`."""
-    data, gold = folder / f"{split}.data.txt", folder / f"{split}.gold.txt"
-    for path in (data, gold):
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file (a WiC folder holds <split>.data.txt and <split>.gold.txt)")
-    lines = data.read_text(encoding="utf-8").splitlines()[:limit]
-    labels = gold.read_text(encoding="utf-8").split()[:limit]
-    if len(labels) != len(lines):
-        raise UsageError(f"{gold}: {len(labels)} labels for {len(lines)} lines in {data.name}; expected one per line")
-    pairs = WicPairs([], [], [], [], np.zeros(len(lines), dtype=bool))
-    for n, (line, label) in enumerate(zip(lines, labels), start=1):
-        fields = line.split("\t")
-        where = f"{data}, line {n}"
-        if len(fields) != 5:
-            raise UsageError(f"{where}: expected 5 tab-separated fields (word, PoS, index1-index2, sentence1, "
-                             f"sentence2), got {len(fields)}")
-        indices = re.fullmatch(r"(\d+)-(\d+)", fields[2])
-        if indices is None:
-            raise UsageError(f"{where}: expected token indices like '2-5', got {fields[2]!r}")
-        if label not in ("T", "F"):
-            raise UsageError(f"{gold}, label {n}: expected T or F, got {label!r}")
-        for sentences, spans, sentence, index in ((pairs.sentences1, pairs.spans1, fields[3], indices[1]),
-                                                  (pairs.sentences2, pairs.spans2, fields[4], indices[2])):
-            sentences.append(sentence)
-            spans.append(_token_span(sentence, int(index), where))
-        pairs.labels[n - 1] = label == "T"
-    if not lines:
-        raise UsageError(f"{data}: no pairs")
-    return pairs
-
-
-def pair_cosines(model: BertModel, tokenizer: Tokenizer, pairs: WicPairs) -> np.ndarray:
-    """(N, L + 1): the cosine between the target word's vectors in the two sentences, at every layer."""
-    vectors = word_vectors(model, tokenizer, pairs.sentences1 + pairs.sentences2, pairs.spans1 + pairs.spans2,
-                           layers="all", batch_size=128)  # (2N, L + 1, H)
-    a, b = vectors[:len(pairs.labels)].astype(np.float64), vectors[len(pairs.labels):].astype(np.float64)
-    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-
-
-def best_threshold(cosines: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
-    """The threshold t maximising the accuracy of "same sense iff cosine >= t" on (cosines, labels), and that
-    accuracy. Every cut between two distinct sorted cosines is tried, plus "all same" and "all different"."""
-    order = np.argsort(cosines, kind="stable")
-    c, y = cosines[order], labels[order]
-    n = len(c)
-    # cut k: the k lowest are called different, the rest same
-    correct = np.concatenate([[0], np.cumsum(~y)]) + (y.sum() - np.concatenate([[0], np.cumsum(y)]))
-    allowed = np.concatenate([[True], c[1:] > c[:-1], [True]])
-    k = int(np.argmax(np.where(allowed, correct, -1)))
-    threshold = c[0] if k == 0 else (np.nextafter(c[-1], np.inf) if k == n else (c[k - 1] + c[k]) / 2)
-    return float(threshold), float(correct[k] / n)
-
-
-def accuracy(cosines: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    return float(np.mean((cosines >= threshold) == labels))
-
-
-def run_wic(folder: Path, split: str, limit: Optional[int], model: BertModel, tokenizer: Tokenizer) -> dict:
-    """Accuracy of static and per-layer contextual cosines on `split`, thresholds chosen on train."""
-    train = read_wic(folder, "train", limit)
-    evaluated = train if split == "train" else read_wic(folder, split, limit)
-    train_cos = pair_cosines(model, tokenizer, train)  # (N, L + 1)
-    eval_cos = train_cos if split == "train" else pair_cosines(model, tokenizer, evaluated)
-    rows = []
-    # A static table gives the word one vector: the cosine of its two occurrences is always 1.
-    for name, layer, tr, ev in ([("static", None, np.ones(len(train.labels)), np.ones(len(evaluated.labels)))]
-                                + [(f"layer {k}", k, train_cos[:, k], eval_cos[:, k])
-                                   for k in range(train_cos.shape[1])]):
-        threshold, train_acc = best_threshold(tr, train.labels)
-        # the threshold unrounded: "all different" sits just above 1.0
-        rows.append({"name": name, "layer": layer, "threshold": threshold, "train_accuracy": _r(train_acc),
-                     "accuracy": _r(accuracy(ev, evaluated.labels, threshold)),
-                     "predicts_one_class": bool(len(set((ev >= threshold).tolist())) == 1)})
-    best = max(rows[1:], key=lambda row: row["train_accuracy"])  # chosen on train, never on the evaluated split
-    return {"split": split, "pairs": int(len(evaluated.labels)), "train_pairs": int(len(train.labels)),
-            "same_sense_share": _r(evaluated.labels.mean()), "rows": rows, "best_layer": best["layer"]}
-
-
-def render_wic(w: dict, model_name: str) -> List[str]:
-    out = [f"Word-in-Context, {w['split']} split: {w['pairs']} pairs; model {model_name}",
-           f"each row: 'same sense' iff cosine >= threshold, the threshold chosen on train ({w['train_pairs']} pairs)",
+def render_wic(w: wic.WicResult, model_name: str) -> List[str]:
+    """The Word-in-Context table: one row per classifier, the best layer chosen on train marked."""
+    out = [f"Word-in-Context, {w.split} split: {w.pairs} pairs; model {model_name}",
+           f"each row: 'same sense' iff cosine >= threshold, the threshold chosen on train ({w.train_pairs} pairs)",
            "",
-           f"  {'vectors':<28}{'threshold':>10}{'train acc':>11}{w['split'] + ' acc':>11}"]
-    for row in w["rows"]:
-        name = "static (cosine always 1)" if row["layer"] is None else f"contextual {row['name']}"
-        note = ("   <- best on train" if row["layer"] == w["best_layer"] else
-                "   one class only" if row["predicts_one_class"] else "")
-        out.append(f"  {name:<28}{row['threshold']:>10.3f}{row['train_accuracy']:>11.1%}{row['accuracy']:>11.1%}"
-                   + note)
-    best = w["rows"][w["best_layer"] + 1]
-    out += ["", f"best layer (chosen on train): {w['best_layer']}, {w['split']} accuracy {best['accuracy']:.1%} "
-                f"vs static {w['rows'][0]['accuracy']:.1%}"]
+           f"  {'vectors':<28}{'threshold':>10}{'train acc':>11}{w.split + ' acc':>11}"]
+    for row in w.rows:
+        name = "static (cosine always 1)" if row.layer is None else f"contextual {row.name}"
+        note = ("   <- best on train" if row.layer == w.best_layer else
+                "   one class only" if row.predicts_one_class else "")
+        out.append(f"  {name:<28}{row.threshold:>10.3f}{row.train_accuracy:>11.1%}{row.accuracy:>11.1%}" + note)
+    out += ["", f"best layer (chosen on train): {w.best_layer}, {w.split} accuracy {w.best.accuracy:.1%} "
+                f"vs static {w.static.accuracy:.1%}"]
     return out
 
 
@@ -360,115 +350,327 @@ def render_wic(w: dict, model_name: str) -> List[str]:
 # The plot
 # ------------------------------------------------------------------------------------------------------------
 
-def plot(results: List[dict], layer: int, path: Path) -> None:
-    """Per set: each pair's contextual cosine by layer (left), the cosine heatmap at `layer` (right)."""
+def plot_formats() -> List[str]:
+    """The file extensions matplotlib's Agg canvas can write (without the dot); UsageError without matplotlib."""
     try:
-        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install matplotlib (in a clone of minibert: pip install -e '.[plot]')") from None
+        raise UsageError(f"--plot needs matplotlib: {PLOT_HINT}") from None
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_plot_path(path: Path) -> None:
+    """Refuse, before any work, a --plot target that cannot be written: no matplotlib, an extension matplotlib
+    cannot write, a folder or other non-regular file, or a parent that is a file."""
+    formats = plot_formats()
+    if path.is_dir():
+        raise UsageError(f"--plot {path}: is a folder; expected an image file name such as compare.png")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--plot {path}: is not a regular file; expected an image file name such as compare.png")
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise UsageError(f"--plot {path}: cannot write {path.suffix or 'a file without an extension'}; expected "
+                         f"one of {', '.join('.' + f for f in formats)}")
+    parent = next(p for p in path.absolute().parents if p.exists())  # the root exists: always found
+    if not parent.is_dir():
+        raise UsageError(f"--plot {path}: {parent} is a file, not a folder")
+
+
+def figure(report: Report) -> Figure:
+    """Per word: each pair's contextual cosine by layer (left), the cosine heatmap at the layer shown (right)."""
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 2, figsize=(11, 3.6 * len(results)), squeeze=False)
-    for (curves, heat), r in zip(axes, results):
-        sents = r["sentences"]
-        labels = [_label(i, s["sense"]) for i, s in enumerate(sents)]
-        by_layer = np.array(r["cosine_by_layer"])  # (L + 1, S, S)
-        for i in range(len(sents)):
-            for j in range(i + 1, len(sents)):
-                same = sents[i]["sense"] == sents[j]["sense"]
+    fig, axes = plt.subplots(len(report.words), 2, figsize=(11, 3.6 * len(report.words)), squeeze=False)
+    for (curves, heat), r in zip(axes, report.words):
+        labels, by_layer = r.labels, r.cosine_by_layer  # (L + 1, S, S)
+        for i in range(len(labels)):
+            for j in range(i + 1, len(labels)):
+                same = r.senses[i] == r.senses[j]
                 curves.plot(by_layer[:, i, j], marker="o", ms=3, color="tab:blue" if same else "tab:red",
                             alpha=0.8, label="same sense" if same else "different sense")
         curves.axhline(1.0, color="grey", ls="--", lw=1, label="static (always 1)")
         handles = dict(zip(*reversed(curves.get_legend_handles_labels())))
         curves.legend(handles.values(), handles.keys(), fontsize=8)
-        curves.set(title=f"'{r['word']}': cosine between occurrences", xlabel="layer (0 = input embedding)",
+        curves.set(title=f"'{r.word}': cosine between occurrences", xlabel="layer (0 = input embedding)",
                    ylabel="cosine")
-        image = heat.imshow(np.array(r["contextual_cosine"]), vmin=-1 if by_layer.min() < 0 else 0, vmax=1,
-                            cmap="viridis")
+        image = heat.imshow(r.contextual_cosine, vmin=-1 if by_layer.min() < 0 else 0, vmax=1, cmap="viridis")
         heat.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
         heat.set_yticks(range(len(labels)), labels, fontsize=8)
-        heat.set_title(f"'{r['word']}': contextual cosine, layer {layer}")
+        heat.set_title(f"'{r.word}': contextual cosine, layer {report.layer}")
         fig.colorbar(image, ax=heat)
     fig.tight_layout()
+    return fig
+
+
+def _write_figure(fig: Figure, path: Path) -> None:
+    """Save `fig` to `path` (format from its extension) through a temporary file in the same folder, renamed
+    into place only when complete; the temporary file is removed on any error. Permissions follow the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix,
-                                     delete=False) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
-    os.replace(tmp.name, path)
-    plt.close(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=path.suffix.lower().lstrip("."), dpi=110)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a plot is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def plot(report: Report, path: Path) -> None:
+    """Draw the report's curves and heatmaps into `path` (checked beforehand by check_plot_path)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
+    try:
+        _write_figure(fig, path)
+    except OSError as e:
+        raise DataError(f"--plot {path}: cannot be written ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Checking the command line's words and sentences
+# ------------------------------------------------------------------------------------------------------------
+
+def word_sets(word: Optional[str], sentences: Sequence[str]) -> List[WordSet]:
+    """The word sets to report: the user's one, or the classic pair and the polysemous words."""
+    return [(word.strip(), [(s, "") for s in sentences])] if word is not None else [CLASSIC] + POLYSEMY
+
+
+def check_word_sets(sets: Sequence[WordSet], tokenizer: Tokenizer) -> None:
+    """UsageError unless each set's word has word pieces in each of its sentences."""
+    for word, group in sets:
+        try:
+            locate(tokenizer, [s for s, _ in group], word)
+        except InputError as e:
+            raise UsageError(str(e)) from None
+
+
+def long_sentences(tokenizer: Tokenizer, sentences: Sequence[str]) -> List[Tuple[int, int]]:
+    """(index, tokens) of each sentence longer than the model reads (special tokens counted)."""
+    if not sentences:
+        return []
+    batch = tokenizer(list(sentences), truncation=False)
+    counts = [len(e.ids) for e in batch.encodings]
+    return [(i, n) for i, n in enumerate(counts) if n > tokenizer.model_max_length]
+
+
+def warn_truncated(tokenizer: Tokenizer, sentences: Sequence[str], names: Sequence[str]) -> None:
+    """One line on stderr per sentence that the model reads only in part; names[i] says which sentence it is."""
+    for i, n in long_sentences(tokenizer, sentences):
+        print(f"compare.py: {names[i]} is {n:,} tokens long; the model reads only the first "
+              f"{tokenizer.model_max_length} ([CLS] and [SEP] included): the rest is cut", file=sys.stderr)
+
+
+def resolve_layer(layer: int, n_layers: int) -> int:
+    """--layer as an index 0..L: negative counts from the end as in Python (-1 = the last)."""
+    if not -(n_layers + 1) <= layer <= n_layers:
+        raise UsageError(f"--layer {layer}: this model has layers 0 (input embedding) to {n_layers}, or "
+                         f"{-(n_layers + 1)} to -1 counting from the end (-1 = the last)")
+    return layer % (n_layers + 1)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------------------
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="The same word in different sentences: one static vector (GloVe) "
-                                "vs contextual vectors (BERT), side by side; and Word-in-Context accuracy.")
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors, and sub-commands that hand every argument after their name, unparsed
+    and in order, to the command they stand for (nargs=REMAINDER cannot take a leading option such as --help)."""
+
+    def __init__(self, *args, pass_through: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pass_through = pass_through
+
+    def error(self, message: str):  # type: ignore[override]
+        """A usage error: one line (no usage block; --help has it), exit status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if not self.pass_through:
+            return super().parse_known_args(args, namespace)
+        namespace = argparse.Namespace() if namespace is None else namespace
+        namespace.rest = list(args or ())
+        return namespace, []
+
+
+USAGE = """
+  %(prog)s [--word W --sentence S --sentence S ...] [--layer N] [--model M] [--glove SRC] [--json] [--plot FILE.png]
+  %(prog)s wic DIR [--split NAME] [--limit N] [--model M] [--json]      (the same: %(prog)s --wic DIR ...)
+  %(prog)s explain SENTENCE... --word W ...                             (%(prog)s explain --help)"""
+EPILOG = ("exit status: 0 done; 2 a usage error (an option or its value: a word missing from a sentence, a layer "
+          "the model does not have, a --plot file that cannot be written...); 1 an input that cannot be read or "
+          "used (a --glove table, a model, WiC data) or a failed write. Errors are one line on stderr.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="compare.py", usage=USAGE, epilog=EPILOG,
+                description="The same word in different sentences: one static vector (GloVe) vs contextual "
+                            "vectors (BERT), side by side; and Word-in-Context accuracy.")
     p.add_argument("--word", help="the word to follow (its first whole-word occurrence in each sentence)")
-    p.add_argument("--sentence", action="append", default=[], help="a sentence holding --word (give two or more)")
-    p.add_argument("--layer", type=int, default=-1, help="contextual layer shown (default: the last; 0 = input "
-                   "embedding)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model folder or Hub id (default: %(default)s)")
+    p.add_argument("--sentence", action="append", default=[],
+                   help=f"a sentence holding --word (give 2 to {MAX_SENTENCES}); longer than the model reads "
+                        "(512 tokens for MiniLM), it is cut, with a note on stderr")
+    p.add_argument("--layer", type=int, help="contextual layer shown: 0 = input embedding, 1..L the encoder "
+                   "layers; negative counts from the end as in Python (default -1, the last); valid: -(L+1) to L")
+    p.add_argument("--model", help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
     p.add_argument("--glove", help=f"static table: any source glove.load accepts (default: {DEFAULT_GLOVE}, "
                    "else the model's word-piece embeddings); 'none' uses the word pieces directly")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
-    p.add_argument("--plot", type=Path, metavar="FILE.png", help="save per-layer curves and heatmaps (matplotlib)")
-    p.add_argument("--wic", type=Path, metavar="DIR", help="evaluate on Word-in-Context data in DIR")
-    p.add_argument("--split", default="dev", help="WiC split to evaluate (default: dev; thresholds come from train)")
-    p.add_argument("--limit", type=int, help="WiC: use only the first N pairs of each split (a quick check)")
-    args = p.parse_args(argv)
-    if args.sentence and not args.word:
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="save per-layer curves and heatmaps (matplotlib; "
+                   "the extension picks the format: .png, .pdf, .svg, ...)")
+    p.add_argument("--wic", type=Path, metavar="DIR", help="the same as the wic command: compare.py wic DIR")
+    p.add_argument("--split", help="with --wic: the split to evaluate (default: dev)")
+    p.add_argument("--limit", type=int, help="with --wic: use only the first N pairs of each split")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=p.prog,
+                                title="commands (without one: the word report above)")
+    w = commands.add_parser("wic", help="Word-in-Context accuracy, static vs every layer",
+                            description="Word-in-Context accuracy of the static table and of every layer's "
+                                        "contextual vectors: a pair is 'same sense' iff the cosine of the word's "
+                                        "two vectors is >= a threshold; thresholds and best layer chosen on train.",
+                            epilog=EPILOG)
+    w.add_argument("folder", type=Path, metavar="DIR", help="a WiC folder: <split>.data.txt and <split>.gold.txt "
+                   "for train and the evaluated split, side by side or each in <split>/")
+    w.add_argument("--split", default=argparse.SUPPRESS,
+                   help="split to evaluate, by name (default: dev; train for thresholds; its gold file is needed)")
+    w.add_argument("--limit", type=int, default=argparse.SUPPRESS,
+                   help="use only the first N pairs of each split (a quick check)")
+    w.add_argument("--model", default=argparse.SUPPRESS, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
+    w.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the results as JSON")
+    commands.add_parser("explain", pass_through=True, add_help=False, help="a word's path through the layers "
+                        "(minibert explain; compare.py explain --help for its options)")
+    return p
+
+
+REPORT_OPTIONS = ("word", "sentence", "layer", "glove", "plot")  # the word report's own options
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> List[str]:
+    """The options among `names` that the command line set (all default to None, [] or False)."""
+    return [f"--{name}" for name in names if getattr(args, name) not in (None, [], False)]
+
+
+def _not_text(value: str) -> Optional[str]:
+    """Why a command-line value is not text, or None: Python keeps the bytes of an argument that is not UTF-8 as
+    lone surrogates, which no tokenizer or terminal takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"byte 0x{ord(value[e.start]) - 0xDC00:02x} at character {e.start + 1} is not UTF-8"
+    return None
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Every check that needs no model, so that a bad command line fails at once (argparse: status 2)."""
+    if args.command == "explain":
+        given = _given(args, REPORT_OPTIONS + ("model", "json", "wic", "split", "limit"))
+        if given:
+            p.error(f"{', '.join(given)}: give explain's options after it: compare.py explain SENTENCE... --word W")
+        return args
+    if args.command == "wic" and args.wic is not None:
+        p.error("give the WiC folder once: compare.py wic DIR (or the older --wic DIR)")
+    if args.command == "wic" or args.wic is not None:
+        given = _given(args, REPORT_OPTIONS)
+        if given:
+            p.error(f"{', '.join(given)}: not used by wic, which measures the static table and every layer")
+        if args.limit is not None and args.limit < 1:
+            p.error(f"--limit {args.limit}: expected at least 1")
+        if args.split is not None and not wic.SPLIT_NAME.fullmatch(args.split):
+            p.error(f"--split {args.split!r}: expected a split's name such as dev or test (letters, digits, _ . -)")
+        return args
+    if args.split is not None or args.limit is not None:
+        p.error("--split and --limit go with wic: compare.py wic DIR --split dev --limit 100")
+    for name, value in [("--word", args.word)] + [(f"--sentence {i}", s) for i, s in enumerate(args.sentence, 1)]:
+        why = _not_text(value or "")
+        if why:
+            p.error(f"{name}: {why}; expected UTF-8 text")
+    if args.sentence and args.word is None:
         p.error("--sentence needs --word")
-    if args.word and len(args.sentence) < 2:
+    if args.word is not None and not args.word.strip():
+        p.error("--word is empty; expected a word that occurs in every --sentence")
+    if args.word is not None and len(args.sentence) < 2:
         p.error("--word needs at least two --sentence to compare")
-    if args.limit is not None and args.limit < 1:
-        p.error("--limit must be at least 1")
+    if len(args.sentence) > MAX_SENTENCES:
+        p.error(f"{len(args.sentence)} sentences: at most {MAX_SENTENCES} (the report shows every pair)")
+    empty = [str(i) for i, s in enumerate(args.sentence, 1) if not s.strip()]
+    if empty:
+        p.error(f"--sentence {', '.join(empty)} (counting from 1) is empty; expected a sentence holding the word")
     return args
 
 
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = build_parser()
+    args = check_args(p, p.parse_args(argv))
+    if args.plot is not None:
+        try:
+            check_plot_path(args.plot)
+        except UsageError as e:
+            p.error(str(e))
+    return args
+
+
+def run_wic(folder: Path, split: str, limit: Optional[int], model_path: str, as_json: bool) -> None:
+    """Read and check both WiC splits, then load the model and score every layer."""
+    train, evaluated = wic.read_splits(folder, split, limit)
+    model, tokenizer = BertModel.from_pretrained(model_path), Tokenizer.from_pretrained(model_path)
+    for pairs in [train] if evaluated is train else [train, evaluated]:
+        warn_truncated(tokenizer, pairs.sentences1 + pairs.sentences2,
+                       [f"{pairs.source}:{line} sentence {k}" for k in (1, 2) for line in pairs.lines])
+    result = wic.evaluate(model, tokenizer, train, evaluated)
+    print(json.dumps({"model": str(model_path), **result.to_json()}, indent=1) if as_json
+          else "\n".join(render_wic(result, Path(str(model_path)).name)))
+
+
+def run_report(args: argparse.Namespace) -> None:
+    """The word report: check the words against the tokenizer and the layer against the model, then measure."""
+    model_path = args.model or DEFAULT_MODEL
+    model, tokenizer = BertModel.from_pretrained(model_path), Tokenizer.from_pretrained(model_path)
+    n_layers = model.config.num_hidden_layers
+    layer = resolve_layer(-1 if args.layer is None else args.layer, n_layers)
+    sets = word_sets(args.word, args.sentence)
+    check_word_sets(sets, tokenizer)
+    warn_truncated(tokenizer, args.sentence, [f"--sentence {i}" for i in range(1, len(args.sentence) + 1)])
+    model_name = Path(model_path).name
+    static = load_static(args.glove, model, tokenizer, model_name)
+    words = tuple(analyse(word, [s for s, _ in group], [sense for _, sense in group], model, tokenizer, static,
+                          layer) for word, group in sets)
+    report = Report(model_path, n_layers, layer, static.name, static.wordpieces, words)
+    print(json.dumps(report.to_json(), indent=1) if args.json else "\n".join(render_report(report)))
+    if args.plot is not None:
+        plot(report, args.plot)
+        print(f"compare.py: plot written to {args.plot}", file=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["explain"]:  # python compare.py explain "The cat chased the mouse." --word cat
-        from minibert.explain import main as explain_main
-        return explain_main(argv[1:], prog="compare.py explain")
     args = parse_args(argv)
+    if args.command == "explain":  # python compare.py explain "The cat chased the mouse." --word cat
+        from minibert.cli import main as cli_main
+        return cli_main(["explain", *args.rest])
     started = time.perf_counter()
     try:
-        model, tokenizer = BertModel.from_pretrained(args.model), Tokenizer.from_pretrained(args.model)
-        n_layers = model.config.num_hidden_layers
-        if not -(n_layers + 1) <= args.layer <= n_layers:
-            raise UsageError(f"--layer {args.layer}: this model has layers 0 (input embedding) to {n_layers}")
-        layer = args.layer % (n_layers + 1)
-        model_name = Path(str(args.model)).name
-        if args.wic is not None:
-            w = run_wic(args.wic, args.split, args.limit, model, tokenizer)
-            print(json.dumps({"model": str(args.model), **w}, indent=1) if args.json
-                  else "\n".join(render_wic(w, model_name)))
+        if args.command == "wic" or args.wic is not None:
+            run_wic(args.folder if args.command == "wic" else args.wic, args.split or "dev", args.limit,
+                    args.model or DEFAULT_MODEL, args.json)
         else:
-            static = load_static(args.glove, model, tokenizer, model_name)
-            sets = ([(args.word, [(s, "") for s in args.sentence])] if args.word else [CLASSIC] + POLYSEMY)
-            results = [analyse(word, [s for s, _ in group], [sense for _, sense in group], model, tokenizer,
-                               static, layer) for word, group in sets]
-            if args.json:
-                print(json.dumps({"model": str(args.model), "layers": n_layers, "layer": layer,
-                                  "static": {"name": static.name, "wordpieces": static.wordpieces},
-                                  "words": results}, indent=1))
-            else:
-                print(f"{model_name} ({n_layers} layers) vs static {static.name}\n"
-                      f"contextual vectors from layer {layer} of {n_layers}; "
-                      "layer 0 is the input embedding: no context, only position\n")
-                print("\n\n".join("\n".join(render(r, layer, n_layers, static.name)) for r in results))
-            if args.plot is not None:
-                plot(results, layer, args.plot)
-                print(f"compare.py: plot written to {args.plot}", file=sys.stderr)
-    except (UsageError, MinibertError, glove.GloVeError) as e:
+            run_report(args)
+    except UsageError as e:
         print(f"compare.py: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (DataError, MinibertError, glove.GloVeError) as e:
+        print(f"compare.py: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
     print(f"compare.py: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # the reader left early (compare.py | head): nothing more to say, and nowhere to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # say it; no second error at exit
+        sys.exit(EXIT_INPUT)

@@ -1,6 +1,9 @@
-"""compare.py run as a user runs it (a subprocess), plus its WiC reader and threshold search."""
+"""compare.py run as a user runs it: a subprocess with the real model, or main() in-process with the small odd-shaped
+model for the many hostile command lines (the WiC reader and scoring are tested in test_wic.py)."""
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -9,8 +12,10 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from conftest import REPO, shared_data
+from conftest import ODD_MODEL, REPO, shared_data
+from test_wic import TRAIN, write_wic
 
 sys.path.insert(0, str(REPO))
 import compare  # noqa: E402  (the script at the repo root)
@@ -158,15 +163,23 @@ def test_glove_text_file_as_the_static_table(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--glove", "missing.txt"], "compare.py: error: --glove missing.txt: missing.txt: no such file or folder"),
     (["--word", "mouse", "--sentence", "The cat sat.", "--sentence", "A mouse."],
      "compare.py: error: word 'mouse' not found (as a whole word, ignoring case) in sentence 'The cat sat.'"),
     (["--layer", "7"], "compare.py: error: --layer 7: this model has layers 0 (input embedding) to 6"),
     (["--word", "cat", "--sentence", "The cat."], "--word needs at least two --sentence to compare"),
 ])
 def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):
-    result = run(tmp_path, *args, *([] if "--glove" in args else ["--glove", "none"]))
+    result = run(tmp_path, *args, "--glove", "none")
     assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+
+
+def test_missing_input_is_one_line_and_status_1(tmp_path):
+    """An input named on the command line that cannot be read is an input error, not a usage error."""
+    result = run(tmp_path, "--glove", "missing.txt")
+    assert result.returncode == 1 and result.stdout == "", result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("compare.py: error: --glove missing.txt: missing.txt: no such file or folder")
 
 
 def test_plot(tmp_path):
@@ -188,70 +201,20 @@ def test_plot_without_matplotlib(tmp_path):
             f"'--sentence', {RIVER[1]!r}, '--plot', 'x.png']; "
             f"sys.exit(runpy.run_path({str(REPO / 'compare.py')!r}, run_name='__main__'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 2 and result.stdout == ""  # refused before the report, not after it
     assert result.stderr.strip().endswith(
         "compare.py: error: --plot needs matplotlib: pip install matplotlib (in a clone of minibert: pip install -e '.[plot]')")
 
 
 # ---------------------------------------------------------------------------------------------------- WiC
 
-def write_wic(folder, split, rows):
-    """rows: (word, PoS, 'i-j', sentence1, sentence2, 'T'|'F')."""
-    folder.mkdir(exist_ok=True)
-    (folder / f"{split}.data.txt").write_text("".join("\t".join(r[:5]) + "\n" for r in rows))
-    (folder / f"{split}.gold.txt").write_text("".join(r[5] + "\n" for r in rows))
-
-
-TRAIN = [
-    ("bank", "N", "6-1", "We had a picnic on the bank of the river .", "The bank of the stream flooded .", "T"),
-    ("bank", "N", "6-1", "We had a picnic on the bank of the river .", "The bank raised its rates .", "F"),
-    ("board", "N", "2-3", "Room and board .", "He nailed three boards across the windows .", "F"),
-    ("cell", "N", "1-5", "The cell divides .", "The prisoner slept in his cell .", "F"),
-    ("carry", "V", "2-1", "You must carry your camping gear .", "Sound carries well over water .", "F"),
-    ("cat", "N", "1-1", "The cat sat on the mat .", "The cat chased the mouse .", "T"),
-]
-
-
-def test_wic_reader_locates_the_word_by_its_token_index(tmp_path):
-    write_wic(tmp_path, "train", TRAIN)
-    pairs = compare.read_wic(tmp_path, "train")
-    assert [s[a:b] for s, (a, b) in zip(pairs.sentences2, pairs.spans2)] == [
-        "bank", "bank", "boards", "cell", "carries", "cat"]
-    assert pairs.labels.tolist() == [True, False, False, False, False, True]
-    assert [s[a:b] for s, (a, b) in zip(pairs.sentences1, pairs.spans1)][:3] == ["bank", "bank", "board"]
-
-
-@pytest.mark.parametrize("line, message", [
-    ("bank\tN\t1-1\tonly four fields", r"train\.data\.txt, line 2: expected 5 tab-separated fields"),
-    ("bank\tN\t1_1\tA bank .\tA bank .", r"line 2: expected token indices like '2-5', got '1_1'"),
-    ("bank\tN\t9-1\tA bank .\tA bank .", r"line 2: token index 9 is out of range; the sentence has 3 tokens"),
-])
-def test_wic_reader_names_the_bad_line(tmp_path, line, message):
-    (tmp_path / "train.data.txt").write_text("cat\tN\t1-1\tThe cat .\tA cat .\n" + line + "\n")
-    (tmp_path / "train.gold.txt").write_text("T\nF\n")
-    with pytest.raises(compare.UsageError, match=message):
-        compare.read_wic(tmp_path, "train")
-
-
-def test_best_threshold():
-    cos = np.array([0.2, 0.9, 0.5, 0.7, 0.7, 0.1])
-    same = np.array([False, True, False, True, False, False])
-    threshold, acc = compare.best_threshold(cos, same)
-    assert (threshold, acc) == (pytest.approx(0.6), pytest.approx(5 / 6))
-    assert compare.accuracy(cos, same, threshold) == pytest.approx(5 / 6)
-    # All cosines equal (a static table): the only choices are "all same" or "all different".
-    threshold, acc = compare.best_threshold(np.ones(4), np.array([True, True, True, False]))
-    assert (threshold, acc) == (1.0, 0.75)
-    threshold, acc = compare.best_threshold(np.ones(4), np.array([False, False, True, False]))
-    assert threshold > 1.0 and acc == 0.75
-
-
 def test_wic_small(tmp_path):
     write_wic(tmp_path / "wic", "train", TRAIN)
     write_wic(tmp_path / "wic", "dev", TRAIN[:2] + TRAIN[3:5])
-    text = run(tmp_path, "--wic", tmp_path / "wic")
-    result = run(tmp_path, "--wic", tmp_path / "wic", "--json")
+    text = run(tmp_path, "wic", tmp_path / "wic")
+    result = run(tmp_path, "--wic", tmp_path / "wic", "--json")  # the older spelling, the same command
     assert text.returncode == 0 and result.returncode == 0, text.stderr + result.stderr
+    assert run(tmp_path, "--wic", tmp_path / "wic").stdout == text.stdout
     w = json.loads(result.stdout)
     assert (w["split"], w["pairs"], w["train_pairs"]) == ("dev", 4, 6)
     assert [r["name"] for r in w["rows"]] == ["static"] + [f"layer {k}" for k in range(7)]
@@ -282,3 +245,230 @@ def test_wic_full_dev_split(tmp_path):
     static, best = w["rows"][0], w["rows"][w["best_layer"] + 1]
     assert static["accuracy"] == 0.5  # one class on a balanced split
     assert best["accuracy"] > 0.55  # context helps; MiniLM-L6 measured 57.8% here
+
+
+def test_wic_errors_are_one_line_with_their_status(tmp_path):
+    """Bad WiC data is an input error (1) naming file:line; a bad command line is a usage error (2)."""
+    write_wic(tmp_path / "wic", "train", TRAIN)
+    (tmp_path / "wic" / "dev.data.txt").write_bytes(b"cat\tN\t1-1\tThe cat .\tA cat .\ncat\tN\t1-1\tThe \xff .\tA .\n")
+    (tmp_path / "wic" / "dev.gold.txt").write_text("T\nF\n")
+    bad = run(tmp_path, "wic", tmp_path / "wic", "--model", ODD_MODEL)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [f"compare.py: error: {tmp_path / 'wic' / 'dev.data.txt'}:2: not UTF-8 text "
+                                       "(byte 0xff at column 15); expected UTF-8"]
+    held_out = run(tmp_path, "wic", tmp_path / "wic", "--split", "test")
+    assert held_out.returncode == 1 and "no test split" in held_out.stderr
+    for args in (["wic", tmp_path / "wic", "--layer", "2"], ["--wic", tmp_path / "wic", "--word", "cat"],
+                 ["wic", tmp_path / "wic", "--split", "../train"], ["--split", "dev"],
+                 ["wic", tmp_path / "wic", "--wic", tmp_path / "wic"]):
+        result = run(tmp_path, *args)
+        assert result.returncode == 2 and result.stderr.splitlines()[-1].startswith("compare.py: error: "), args
+
+
+# ---------------------------------------------------------------------------------------------------- explain
+
+def test_explain_is_a_sub_command_that_passes_everything_through(tmp_path):
+    """An option first (argparse.REMAINDER would refuse it), --help included, reaches minibert's explain."""
+    help_ = run(tmp_path, "explain", "--help")
+    assert help_.returncode == 0 and "--occurrence OCCURRENCE" in help_.stdout and "SENTENCE" in help_.stdout
+    result = run(tmp_path, "explain", "--word", "cat", "The cat sat.", "--model", ODD_MODEL, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sentences"][0]["word"]["text"] == "cat"
+    assert "explain" in run(tmp_path, "--help").stdout
+    misplaced = run(tmp_path, "--json", "explain", "The cat sat.", "--word", "cat")
+    assert misplaced.returncode == 2 and "--json: give explain's options after it" in misplaced.stderr
+
+
+# ---------------------------------------------------------------------------------------------------- in-process
+
+def main(*args):
+    """compare.main(args) with the odd model and its word-piece table: (status, stdout, stderr). An exception
+    other than argparse's exit fails the test: a user would have seen a traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = compare.main(["--model", str(ODD_MODEL), "--glove", "none", *map(str, args)])
+        except SystemExit as e:  # argparse's usage errors
+            status = e.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def error_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("compare.py: error: ") and "Traceback" not in stderr, stderr
+    return lines[-1][len("compare.py: error: "):]
+
+
+@pytest.mark.parametrize("layer, index", [(-1, 3), (-4, 0), (0, 0), (3, 3), (-2, 2)])
+def test_negative_layers_count_from_the_end(layer, index):
+    status, out, err = main("--word", "cat", "--sentence", "The cat sat.", "--sentence", "A cat ran.",
+                            "--layer", layer, "--json")
+    assert status == 0, err
+    assert json.loads(out)["layer"] == index
+
+
+@pytest.mark.parametrize("layer", [4, -5, 100, -100])
+def test_layers_outside_the_model_are_refused_with_the_valid_range(layer):
+    status, out, err = main("--word", "cat", "--sentence", "The cat sat.", "--sentence", "A cat ran.",
+                            "--layer", layer)
+    assert status == 2 and out == ""
+    assert error_line(err) == (f"--layer {layer}: this model has layers 0 (input embedding) to 3, or -4 to -1 "
+                               "counting from the end (-1 = the last)")
+
+
+def test_a_sentence_longer_than_the_model_reads_is_cut_with_a_note():
+    long = "The cat sat. " + "And then it sat again. " * 60  # ~370 tokens; the odd model reads 256
+    status, out, err = main("--word", "cat", "--sentence", "A cat ran.", "--sentence", long, "--json")
+    assert status == 0, err
+    assert re.search(r"^compare\.py: --sentence 2 is \d{3} tokens long; the model reads only the first 256 "
+                     r"\(\[CLS\] and \[SEP\] included\): the rest is cut$", err, re.M), err
+    assert "--sentence 1 " not in err
+    assert len(json.loads(out)["words"][0]["sentences"]) == 2
+    beyond = "And then it sat again. " * 60 + "The cat."
+    status, out, err = main("--word", "cat", "--sentence", "A cat ran.", "--sentence", beyond)
+    assert status == 2 and "it lies beyond the first 256 tokens the model reads" in error_line(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--word", "cat", "--sentence", "The cat.", "--sentence", ""],
+     "--sentence 2 (counting from 1) is empty; expected a sentence holding the word"),
+    (["--word", "cat", "--sentence", "   ", "--sentence", "The cat."], "--sentence 1 (counting from 1) is empty"),
+    (["--word", "", "--sentence", "The cat.", "--sentence", "A cat."], "--word is empty"),
+    (["--word", " \t", "--sentence", "The cat.", "--sentence", "A cat."], "--word is empty"),
+    (["--word", "cat", "--sentence", "The cat."], "--word needs at least two --sentence to compare"),
+    (["--sentence", "The cat.", "--sentence", "A cat."], "--sentence needs --word"),
+    (["--word", "dog", "--sentence", "The cat.", "--sentence", "A dog."],
+     "word 'dog' not found (as a whole word, ignoring case) in sentence 'The cat.'"),
+    (["--word", "!", "--sentence", "Wow!", "--sentence", "Stop !"],
+     "word '!' not found (as a whole word, ignoring case) in sentence 'Wow!'"),
+    (["--word", "cat", *["--sentence", "The cat."] * 101], "101 sentences: at most 100"),
+    (["--limit", "3"], "--split and --limit go with wic"),
+    (["--word", "caf\udce9", "--sentence", "The caf\udce9.", "--sentence", "A cat."],  # argv bytes b"caf\xe9"
+     "--word: byte 0xe9 at character 4 is not UTF-8; expected UTF-8 text"),
+    (["--word", "cat", "--sentence", "The cat.", "--sentence", "A cat \udcff."],
+     "--sentence 2: byte 0xff at character 7 is not UTF-8; expected UTF-8 text"),
+])
+def test_hostile_word_and_sentences_are_one_clear_usage_error(args, message):
+    status, out, err = main(*args)
+    assert status == 2 and out == ""
+    assert message in error_line(err)
+
+
+def test_a_word_of_punctuation_and_many_sentences_work_when_they_make_sense():
+    status, out, err = main("--word", "?!", "--sentence", "Really ?! No .", "--sentence", "What ?! Why .", "--json")
+    assert status == 0, err
+    [word] = json.loads(out)["words"]
+    assert [s["text"][slice(*s["span"])] for s in word["sentences"]] == ["?!", "?!"]
+    sentences = [f"Cat number {i} sat." for i in range(100)]
+    status, out, err = main("--word", "cat", *[x for s in sentences for x in ("--sentence", s)])
+    assert status == 0, err
+    assert "S100" in out and max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_unknown_model_is_an_input_error(tmp_path):
+    status, out, err = main("--model", tmp_path / "no-model", "--word", "cat", "--sentence", "The cat.",
+                            "--sentence", "A cat.")
+    assert status == 1 and out == "" and "no-model" in error_line(err)
+
+
+WORDS = st.sampled_from(["cat", "Cat", "bank", "?!", "...", "née", "ice cream", "x" * 40, "\u200b", "[SEP]",
+                         "c-a-t", "猫", ""]) | st.text(max_size=6)
+FRAGMENTS = st.sampled_from(["The", "cat", "sat", "on", "a", "bank", "?!", "...", "ice cream", "née", "猫", "[SEP]",
+                             "\u200b", "\t", "", "x" * 40]) | st.text(max_size=5)
+
+
+@st.composite
+def words_and_sentences(draw):
+    """A word and 0-4 sentences of odd fragments, most of them holding the word somewhere."""
+    word, sentences = draw(WORDS), []
+    for _ in range(draw(st.integers(0, 4))):
+        parts = draw(st.lists(FRAGMENTS, max_size=4))
+        if draw(st.sampled_from([True, True, True, False])):
+            parts.insert(draw(st.integers(0, len(parts))), word)
+        sentences.append(" ".join(parts))
+    return word, sentences
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(command=words_and_sentences(), layer=st.integers(-6, 5))
+def test_any_word_and_sentences_give_a_result_or_one_usage_error(command, layer):
+    word, sentences = command
+    status, out, err = main("--word", word, *[x for s in sentences for x in ("--sentence", s)],
+                            "--layer", layer, "--json")
+    assert status in (0, 2), (status, err)
+    event(f"status {status}")
+    if status == 2:
+        error_line(err)
+        assert out == ""
+        return
+    result = json.loads(out)
+    [found] = result["words"]
+    assert len(found["sentences"]) == len(sentences) >= 2 and 0 <= result["layer"] <= 3
+    for s, text in zip(found["sentences"], sentences):
+        assert s["text"] == text and text[slice(*s["span"])].lower() == word.strip().lower()
+    cos = np.array(found["cosine_by_layer"])
+    assert cos.shape == (4, len(sentences), len(sentences)) and np.all(np.abs(cos) <= 1 + 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------- --plot
+
+@pytest.mark.parametrize("target, message", [
+    ("out", "is a folder; expected an image file name such as compare.png"),
+    ("bank.pgn", "cannot write .pgn; expected one of "),
+    ("bank", "cannot write a file without an extension; expected one of "),
+    ("file.txt/bank.png", "is a file, not a folder"),
+])
+def test_plot_targets_that_cannot_be_written_are_refused_first(tmp_path, monkeypatch, target, message):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "file.txt").write_text("")
+    status, out, err = main("--word", "cat", "--sentence", "The cat.", "--sentence", "A cat.", "--plot", target)
+    assert status == 2 and out == ""  # before the report
+    assert error_line(err).startswith(f"--plot {target}: ") and message in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file.txt", "out"]  # nothing written, no temp file
+
+
+def test_plot_in_another_format(tmp_path):
+    pytest.importorskip("matplotlib")
+    status, out, err = main("--word", "cat", "--sentence", "The cat.", "--sentence", "A cat.",
+                            "--plot", tmp_path / "cat.SVG")
+    assert status == 0, err
+    assert (tmp_path / "cat.SVG").read_text().lstrip().startswith("<?xml")
+    assert [p.name for p in tmp_path.iterdir()] == ["cat.SVG"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    class Broken:
+        def savefig(self, f, **kwargs):
+            f.write(b"half an image")
+            raise OSError(28, "No space left on device")
+
+    (tmp_path / "old.png").write_bytes(b"old")
+    with pytest.raises(OSError):
+        compare._write_figure(Broken(), tmp_path / "old.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["old.png"] and (tmp_path / "old.png").read_bytes() == b"old"
+
+
+def test_plot_honours_the_umask(tmp_path):
+    class Tiny:
+        def savefig(self, f, **kwargs):
+            f.write(b"image")
+
+    old = os.umask(0o027)
+    try:
+        compare._write_figure(Tiny(), tmp_path / "sub" / "x.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sub" / "x.png").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
+    """compare.py ... | head: the pipe closes before the (large) output is written."""
+    args = [sys.executable, str(REPO / "compare.py"), "--model", str(ODD_MODEL), "--glove", "none", "--word", "cat",
+            "--json", *[x for i in range(100) for x in ("--sentence", f"The cat {i}.")]]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path) as p:
+        p.stdout.read(10)
+        p.stdout.close()
+        err = p.stderr.read().decode()
+    assert p.returncode == 1 and err == ""
