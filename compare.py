@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import glove
 from glove.hub import go_offline_if_unreachable
 from minibert import DEFAULT_MODEL, BertModel, InputError, MinibertError, Tokenizer, word_vectors
 from minibert import wic
+from minibert.io import atomic_output
 from minibert.contextual import WordLocation, locate
 
 if TYPE_CHECKING:
@@ -404,20 +404,11 @@ def figure(report: Report) -> Figure:
 
 
 def _write_figure(fig: Figure, path: Path) -> None:
-    """Save `fig` to `path` (format from its extension) through a temporary file in the same folder, renamed
-    into place only when complete; the temporary file is removed on any error. Permissions follow the umask."""
+    """Save `fig` to `path` (format from its extension) through minibert's one atomic output: complete or not
+    there, never over a folder or device, permissions from the umask. A missing folder is made, as before."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=path.suffix.lower().lstrip("."), dpi=110)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a plot is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, option="--plot") as f:
+        fig.savefig(f, format=path.suffix.lower().lstrip("."), dpi=110)
 
 
 def plot(report: Report, path: Path) -> None:
@@ -649,8 +640,8 @@ def run_report(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.command == "explain":  # python compare.py explain "The cat chased the mouse." --word cat
-        from minibert.cli import main as cli_main
-        return cli_main(["explain", *args.rest])
+        from minibert.cli import run_command
+        return run_command("explain", args.rest, prog="compare.py explain")
     started = time.perf_counter()
     try:
         if args.command == "wic" or args.wic is not None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .contextual import locate, word_vectors
 from .errors import InputError
-from .model import BertModel
+from .modeling import BertModel
 from .tokenizer import Tokenizer
 
 Array = np.ndarray

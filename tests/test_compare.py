@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from minibert import OutputError
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from conftest import ODD_MODEL, REPO, shared_data
@@ -445,7 +447,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
             raise OSError(28, "No space left on device")
 
     (tmp_path / "old.png").write_bytes(b"old")
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk is full"):
         compare._write_figure(Broken(), tmp_path / "old.png")
     assert [p.name for p in tmp_path.iterdir()] == ["old.png"] and (tmp_path / "old.png").read_bytes() == b"old"
 
