@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, shown
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+# Far above any real model's sizes (and ids), and small enough that shapes and byte counts stay exact int64
+# arithmetic: a 4,000-digit integer is valid JSON.
+MAX_INT_FIELD = 2**31 - 1
+# Real models use 1e-12 to 1e-5; from 1 on, layer norm would mostly divide by eps instead of normalising.
+MAX_LAYER_NORM_EPS = 1.0
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,8 @@ class BertConfig:
             value = getattr(self, f.name)
             expected = {"int": int, "float": (int, float), "str": str}[f.type]
             if isinstance(value, bool) or not isinstance(value, expected):
-                raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {value!r}")
+                raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {shown(value)}")
+        _check_int_ranges(self)
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             if getattr(self, name) < 1:
@@ -49,8 +56,7 @@ class BertConfig:
             raise ConfigError(
                 f"config field 'position_embedding_type': {self.position_embedding_type!r} is not supported; "
                 "only 'absolute' position embeddings are implemented")
-        if not self.layer_norm_eps > 0:
-            raise ConfigError(f"config field 'layer_norm_eps': expected a positive number, got {self.layer_norm_eps!r}")
+        _check_layer_norm_eps(self.layer_norm_eps)
 
     @property
     def head_size(self) -> int:
@@ -84,3 +90,26 @@ class BertConfig:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _check_int_ranges(config: BertConfig) -> None:
+    """Every integer field at most MAX_INT_FIELD (and pad_token_id, an id, not negative)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.type == "int" and not value <= MAX_INT_FIELD:
+            raise ConfigError(f"config field {f.name!r}: {shown(value)} is too large; expected at most "
+                              f"{MAX_INT_FIELD}")
+    if config.pad_token_id < 0:
+        raise ConfigError(f"config field 'pad_token_id': expected a token id (0 or more), got {config.pad_token_id}")
+
+
+def _check_layer_norm_eps(eps: float) -> None:
+    """A finite number in (0, MAX_LAYER_NORM_EPS): NaN, infinity (JSON's 1e999) or a huge eps make every output
+    the layer norm's bias, silently."""
+    try:
+        ok = math.isfinite(eps) and 0 < eps < MAX_LAYER_NORM_EPS
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
+        raise ConfigError(f"config field 'layer_norm_eps': expected a finite number greater than 0 and less than "
+                          f"{MAX_LAYER_NORM_EPS:g}, got {shown(eps)}")

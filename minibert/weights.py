@@ -21,7 +21,6 @@ import math
 import mmap
 import os
 import re
-import reprlib
 import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
@@ -29,7 +28,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .config import BertConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, shown
 
 # safetensors dtype -> NumPy dtype of the stored bytes. NumPy has no bfloat16: BF16 is kept as its raw
 # 16-bit patterns and widened by `to_float32`.
@@ -135,17 +134,17 @@ def _check_entry(path: Path, name: str, entry: object, payload: int) -> tuple:
     """Validate one header entry; returns (dtype, shape, (begin, end))."""
     where = f"{path}: tensor {name!r}"
     if not isinstance(entry, dict):
-        raise CheckpointError(f"{where}: expected an object with dtype, shape and data_offsets, got {_shown(entry)}")
+        raise CheckpointError(f"{where}: expected an object with dtype, shape and data_offsets, got {shown(entry)}")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in STORED_DTYPES:
-        raise CheckpointError(f"{where}: unknown dtype {_shown(dtype)}; expected one of {', '.join(STORED_DTYPES)}")
+        raise CheckpointError(f"{where}: unknown dtype {shown(dtype)}; expected one of {', '.join(STORED_DTYPES)}")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {_shown(shape)}")
+        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {shown(shape)}")
     if len(shape) > MAX_DIMS:
         raise CheckpointError(f"{where}: shape has {len(shape)} dimensions; expected at most {MAX_DIMS}")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
-        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {_shown(offsets)}")
+        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {shown(offsets)}")
     begin, end = offsets
     if end > payload:
         raise CheckpointError(
@@ -155,16 +154,6 @@ def _check_entry(path: Path, name: str, entry: object, payload: int) -> tuple:
         raise CheckpointError(
             f"{where}: data_offsets {offsets} span {end - begin} bytes but shape {shape} of {dtype} needs {nbytes}")
     return dtype, shape, (begin, end)
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
-
-
-def _shown(value: object) -> str:
-    """A value read from a file, quoted for an error message: cut in depth and length, so that a hostile value
-    cannot make the message huge or its repr recurse too deep."""
-    return _REPR.repr(value)
 
 
 def read_checkpoint(folder: str | Path) -> Dict[str, StoredTensor]:
@@ -363,7 +352,7 @@ def _check_layers(names: Iterable[str], L: int, where: str) -> None:
                               f"{len(stored)} layer(s) (no tensor 'encoder.layer.{first_missing}.*')")
     extra = sorted(stored - {str(i) for i in known})
     if extra:
-        shown = ", ".join(_shown(i) for i in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        shown = ", ".join(shown(i) for i in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         raise CheckpointError(f"{where}: the checkpoint stores encoder layer(s) {shown}, which the config "
                               f"(num_hidden_layers = {L}: layers 0 to {L - 1}) does not have; expected a config "
                               "that matches the weights")
