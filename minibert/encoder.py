@@ -192,7 +192,7 @@ def _read_json(path: Path, missing=None):
         raise CheckpointError(f"{path}: not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also over-long integers
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
 
 

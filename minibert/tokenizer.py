@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from tokenizers import Encoding
+from tokenizers import AddedToken, Encoding
 from tokenizers import Tokenizer as _RustTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, ConfigError, InputError, shown
 from .hub import resolve_model_dir
 
 TextInput = Union[str, Sequence[str]]
+
+# tokenizer_config.json's special-token keys, with BERT's defaults.
+SPECIAL_TOKEN_KEYS = (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
+                      ("cls_token", "[CLS]"), ("mask_token", "[MASK]"))
+# The flags an AddedToken object in tokenizer_config.json may carry (all booleans).
+ADDED_TOKEN_FLAGS = ("lstrip", "rstrip", "single_word", "normalized", "special")
+# Longer than any model reads, and small enough for the Rust library's integer types.
+MAX_LENGTH_LIMIT = 2**31 - 1
+# Any text: what the post-processor adds to it shows where the special tokens go.
+PROBE_TEXT = "probe"
 
 
 class Batch(dict):
@@ -70,11 +81,13 @@ class Tokenizer:
     def from_pretrained(cls, name_or_path: str | Path, *, revision: Optional[str] = None) -> "Tokenizer":
         folder = resolve_model_dir(name_or_path, revision=revision)
         settings = _read_json(folder / "tokenizer_config.json")
+        special = special_tokens(settings, folder / "tokenizer_config.json")
         if (folder / "tokenizer.json").is_file():
             try:
                 tokenizer = _RustTokenizer.from_file(str(folder / "tokenizer.json"))
             except Exception as e:  # the Rust library raises plain Exception on a bad file
                 raise CheckpointError(f"{folder / 'tokenizer.json'}: cannot be read as a tokenizer ({e})") from None
+            _ensure_cls_sep(tokenizer, special, folder / "tokenizer.json")
         elif (folder / "vocab.txt").is_file():
             tokenizer = _wordpiece_from_vocab(folder / "vocab.txt", settings)
         else:
@@ -82,14 +95,18 @@ class Tokenizer:
         limit = settings.get("model_max_length")
         positions = _read_json(folder / "config.json").get("max_position_embeddings")
         # Some files say model_max_length = 1e30 ("no limit"): the position table is the real limit.
-        candidates = [v for v in (limit, positions) if isinstance(v, int) and 0 < v < 10**9]
-        return cls(tokenizer, model_max_length=min(candidates, default=512),
-                   pad_token=settings.get("pad_token") if isinstance(settings.get("pad_token"), str) else "[PAD]",
+        candidates = [v for v in (limit, positions) if type(v) is int and 0 < v < 10**9]
+        return cls(tokenizer, model_max_length=min(candidates, default=512), pad_token=special["pad_token"].content,
                    name_or_path=str(name_or_path))
 
     @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @cached_property
+    def _id_limit(self) -> int:
+        """One past the largest token id (more than vocab_size when a vocab.txt lists a token twice)."""
+        return max(self.get_vocab().values(), default=-1) + 1
 
     def get_vocab(self) -> Dict[str, int]:
         """Every token (word pieces and special tokens) with its id."""
@@ -107,8 +124,10 @@ class Tokenizer:
         if pairs is not None and len(pairs) != len(texts):
             raise InputError(f"text_pair: {len(pairs)} texts for {len(texts)} in text; expected one pair per text")
         limit = self.model_max_length if max_length is None else max_length
-        if truncation and (not isinstance(limit, int) or limit < 2 + 2 * (pairs is not None)):
-            raise InputError(f"max_length: expected an integer large enough for the special tokens, got {limit!r}")
+        if truncation and (not isinstance(limit, int) or isinstance(limit, bool)
+                           or not 2 + 2 * (pairs is not None) <= limit <= MAX_LENGTH_LIMIT):
+            raise InputError(f"max_length: expected an integer large enough for the special tokens (and at most "
+                             f"{MAX_LENGTH_LIMIT}), got {shown(limit)}")
         inputs = texts if pairs is None else list(zip(texts, pairs))
         with self._lock:
             if truncation:
@@ -120,10 +139,13 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> List[str]:
         """The word pieces of one text, without special tokens."""
+        if not isinstance(text, str):
+            raise InputError(f"text: expected a string, got {type(text).__name__}")
         return self._tokenizer.encode(_as_text_list(text, "text")[0], add_special_tokens=False).tokens
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        """The text of a sequence of token ids (a list or 1-D array of ints, each a token of this tokenizer)."""
+        return self._tokenizer.decode(_as_id_list(ids, self._id_limit), skip_special_tokens=skip_special_tokens)
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name_or_path!r}, vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"
@@ -138,7 +160,35 @@ def _as_text_list(value: TextInput, name: str) -> List[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise InputError(f"{name}[{i}]: expected a string, got {type(t).__name__}")
+        _check_encodable(t, f"{name}[{i}]")
     return texts
+
+
+def _check_encodable(text: str, where: str) -> None:
+    """Refuse a string that is not valid Unicode (a lone surrogate such as "\\ud800", which Python strings can
+    hold but UTF-8 cannot): the Rust tokenizer would fail with a TypeError."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{where}: character {e.start} is a lone surrogate ({text[e.start]!r}); expected text "
+                         "that is valid Unicode") from None
+
+
+def _as_id_list(ids: Sequence[int], vocab_size: int) -> List[int]:
+    """Token ids for decode: a list or 1-D array of integers from 0 to vocab_size - 1 (bools refused)."""
+    if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__") or np.ndim(ids) != 1:
+        raise InputError(f"ids: expected a list or 1-D array of token ids, got {shown(ids)}")
+    out = []
+    for i, value in enumerate(ids):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"ids[{i}]: expected an integer token id, got {shown(value)}")
+        if not 0 <= value < vocab_size:
+            raise InputError(f"ids[{i}]: {shown(value)} is not a token id of this tokenizer; expected 0 <= id < "
+                             f"{vocab_size}")
+        out.append(int(value))
+    return out
 
 
 def _read_json(path: Path) -> dict:
@@ -146,7 +196,7 @@ def _read_json(path: Path) -> dict:
         return {}
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also over-long integers
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(d, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
@@ -157,27 +207,100 @@ def _wordpiece_from_vocab(vocab_path: Path, settings: dict) -> _RustTokenizer:
     """BERT's tokenizer built from a `vocab.txt` (one word piece per line, its id the line number) and the
     `tokenizer_config.json` settings, as `transformers.BertTokenizerFast` builds it."""
     try:
-        lines = vocab_path.read_text(encoding="utf-8").splitlines()
+        vocab = read_vocab(vocab_path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{vocab_path}: not UTF-8 text ({e})") from None
-    vocab = {}
-    for i, token in enumerate(lines):
-        vocab.setdefault(token, i)
-    special = {k: settings.get(k, default) for k, default in
-               (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
-                ("cls_token", "[CLS]"), ("mask_token", "[MASK]"))}
+    config_path = vocab_path.with_name("tokenizer_config.json")
+    special = special_tokens(settings, config_path)
     for key in ("unk_token", "sep_token", "cls_token"):
-        if special[key] not in vocab:
-            raise CheckpointError(f"{vocab_path}: has no {special[key]!r} ({key}); a BERT vocabulary needs it")
-    cls_token, sep_token = special["cls_token"], special["sep_token"]
-    tokenizer = _RustTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"], max_input_chars_per_word=100))
+        if special[key].content not in vocab:
+            raise CheckpointError(f"{vocab_path}: has no {special[key].content!r} ({key}); a BERT vocabulary needs it")
+    tokenizer = _RustTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"].content,
+                                                max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True) is not False,
-        strip_accents=settings.get("strip_accents"), lowercase=settings.get("do_lower_case", True) is not False)
+        clean_text=True, handle_chinese_chars=_bool_setting(settings, "tokenize_chinese_chars", True, config_path),
+        strip_accents=_bool_setting(settings, "strip_accents", None, config_path),
+        lowercase=_bool_setting(settings, "do_lower_case", True, config_path))
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
+    tokenizer.post_processor = _bert_template(special["cls_token"].content, special["sep_token"].content, vocab)
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens([t for t in special.values() if t.content in vocab])
+    return tokenizer
+
+
+def read_vocab(text: str) -> Dict[str, int]:
+    """vocab.txt's tokens and ids as transformers' `load_vocab` reads them: the file opened in text mode (so lines
+    end at "\\n", "\\r\\n" or a lone "\\r", and nowhere else: not at U+2028, U+0085 or a form feed, as
+    `str.splitlines` would, shifting every later id), a token's id its line number, and a token listed twice
+    keeping its last line's id."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the text after the last line ending: no line at all
+    return {token: i for i, token in enumerate(lines)}
+
+
+def _bert_template(cls_token: str, sep_token: str, vocab: Dict[str, int]) -> processors.TemplateProcessing:
+    """[CLS] A [SEP] (and [CLS] A [SEP] B [SEP] for a pair), as transformers' BertTokenizer adds them."""
+    return processors.TemplateProcessing(
         single=f"{cls_token}:0 $A:0 {sep_token}:0", pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
         special_tokens=[(cls_token, vocab[cls_token]), (sep_token, vocab[sep_token])])
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    tokenizer.add_special_tokens([t for t in special.values() if t in vocab])
-    return tokenizer
+
+
+def special_tokens(settings: dict, path: Path) -> Dict[str, AddedToken]:
+    """The special tokens of tokenizer_config.json by key, with BERT's defaults for those not set (or null).
+
+    Each is a string or, as many Hub files write it, an AddedToken object ({"content": "[UNK]", "lstrip": false,
+    ...}), whose flags are kept."""
+    return {key: _added_token(settings.get(key), default, key, path) for key, default in SPECIAL_TOKEN_KEYS}
+
+
+def _added_token(value: object, default: str, key: str, path: Path) -> AddedToken:
+    if value is None:
+        return AddedToken(default, special=True, normalized=False)
+    if isinstance(value, str):
+        return AddedToken(value, special=True, normalized=False)
+    if isinstance(value, dict) and isinstance(value.get("content"), str) and value["content"]:
+        flags = {k: value[k] for k in ADDED_TOKEN_FLAGS if k in value}
+        if all(isinstance(v, bool) for v in flags.values()):
+            return AddedToken(value["content"], **{"special": True, "normalized": False, **flags})
+    raise ConfigError(f"{path}: {key} is {shown(value)}; expected a token (a string) or an AddedToken object with a "
+                      f"non-empty string 'content' and boolean flags ({', '.join(ADDED_TOKEN_FLAGS)})")
+
+
+def _bool_setting(settings: dict, key: str, default: Optional[bool], path: Path) -> Optional[bool]:
+    """A true/false setting of tokenizer_config.json; null or absent gives the default."""
+    value = settings.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: {key} is {shown(value)}; expected true, false or null")
+    return value
+
+
+def _special_mask(tokenizer: _RustTokenizer) -> List[int]:
+    """Which tokens of an encoded probe text the post-processor added (1) and which came from the text (0)."""
+    return tokenizer.encode(PROBE_TEXT).special_tokens_mask
+
+
+def _ensure_cls_sep(tokenizer: _RustTokenizer, special: Dict[str, AddedToken], path: Path) -> None:
+    """Make sure a tokenizer.json's tokenizer wraps each text in one special token on each side ([CLS] ... [SEP]):
+    the model, the pooling and the encoder's windows all take the first and last positions for them.
+
+    A file without a post-processor (`"post_processor": null`) adds none: we add BERT's, from the
+    tokenizer_config.json tokens, as transformers' BertTokenizer does. Any other arrangement is refused."""
+    tokenizer.no_padding()  # the file's own padding would add [PAD]s to the probe (Tokenizer turns it off anyway)
+    tokenizer.no_truncation()
+    if not any(_special_mask(tokenizer)):
+        cls_token, sep_token = special["cls_token"].content, special["sep_token"].content
+        vocab = {t: tokenizer.token_to_id(t) for t in (cls_token, sep_token)}
+        missing = [t for t, i in vocab.items() if i is None]
+        if missing:
+            raise CheckpointError(f"{path}: adds no special tokens to a text (no post_processor) and has no "
+                                  f"{missing[0]!r} to add; expected a BERT tokenizer with [CLS] and [SEP]")
+        tokenizer.post_processor = _bert_template(cls_token, sep_token, vocab)
+    mask = _special_mask(tokenizer)
+    if len(mask) < 2 or mask[0] != 1 or mask[-1] != 1 or sum(mask) != 2:
+        added = [t for t, m in zip(tokenizer.encode(PROBE_TEXT).tokens, mask) if m]
+        raise CheckpointError(f"{path}: its post_processor adds {shown(added)} to a text at positions "
+                              f"{shown([i for i, m in enumerate(mask) if m])}; expected one special token first and one "
+                              "last ([CLS] ... [SEP])")
