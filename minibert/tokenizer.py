@@ -25,6 +25,10 @@ SPECIAL_TOKEN_KEYS = (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_toke
 ADDED_TOKEN_FLAGS = ("lstrip", "rstrip", "single_word", "normalized", "special")
 # Longer than any model reads, and small enough for the Rust library's integer types.
 MAX_LENGTH_LIMIT = 2**31 - 1
+# Unicode's White_Space characters, which Rust's `trim_end` strips (Python's `str.rstrip()` also strips
+# U+001C..U+001F, so it cannot be used: ids would differ from transformers').
+WHITE_SPACE = "".join(map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
+                                0x202F, 0x205F, 0x3000]))
 # Any text: what the post-processor adds to it shows where the special tokens go.
 PROBE_TEXT = "probe"
 
@@ -229,14 +233,14 @@ def _wordpiece_from_vocab(vocab_path: Path, settings: dict) -> _RustTokenizer:
 
 
 def read_vocab(text: str) -> Dict[str, int]:
-    """vocab.txt's tokens and ids as transformers' `load_vocab` reads them: the file opened in text mode (so lines
-    end at "\\n", "\\r\\n" or a lone "\\r", and nowhere else: not at U+2028, U+0085 or a form feed, as
-    `str.splitlines` would, shifting every later id), a token's id its line number, and a token listed twice
-    keeping its last line's id."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    """vocab.txt's tokens and ids exactly as transformers reads them (through the tokenizers library's
+    `WordPiece.read_file`): lines end at "\\n" only (not at U+2028, U+0085 or a form feed, where `str.splitlines`
+    would end them too, shifting every later id), each token is its line without trailing white space (so also
+    without the "\\r" of a "\\r\\n"), its id the line number, and a token listed twice keeps its last id."""
+    lines = text.split("\n")
     if lines[-1] == "":
-        lines.pop()  # the text after the last line ending: no line at all
-    return {token: i for i, token in enumerate(lines)}
+        lines.pop()  # after the last line ending: no line at all
+    return {line.rstrip(WHITE_SPACE): i for i, line in enumerate(lines)}
 
 
 def _bert_template(cls_token: str, sep_token: str, vocab: Dict[str, int]) -> processors.TemplateProcessing:
