@@ -286,6 +286,21 @@ def _special_mask(tokenizer: _RustTokenizer) -> List[int]:
     return tokenizer.encode(PROBE_TEXT).special_tokens_mask
 
 
+def check_cls_sep(tokenizer: "Tokenizer") -> None:
+    """Refuse a tokenizer that does not put one special token before and one after each text ([CLS] ... [SEP]),
+    where code that reads the model's first and last positions expects them."""
+    _check_special_mask(tokenizer._tokenizer, tokenizer.name_or_path or "tokenizer")
+
+
+def _check_special_mask(tokenizer: _RustTokenizer, where: object) -> None:
+    mask = _special_mask(tokenizer)
+    if len(mask) < 2 or mask[0] != 1 or mask[-1] != 1 or sum(mask) != 2:
+        added = [t for t, m in zip(tokenizer.encode(PROBE_TEXT).tokens, mask) if m]
+        raise CheckpointError(f"{where}: the tokenizer adds {shown(added)} to a text at positions "
+                              f"{shown([i for i, m in enumerate(mask) if m])}; expected one special token first and "
+                              "one last ([CLS] ... [SEP])")
+
+
 def _ensure_cls_sep(tokenizer: _RustTokenizer, special: Dict[str, AddedToken], path: Path) -> None:
     """Make sure a tokenizer.json's tokenizer wraps each text in one special token on each side ([CLS] ... [SEP]):
     the model, the pooling and the encoder's windows all take the first and last positions for them.
@@ -302,9 +317,4 @@ def _ensure_cls_sep(tokenizer: _RustTokenizer, special: Dict[str, AddedToken], p
             raise CheckpointError(f"{path}: adds no special tokens to a text (no post_processor) and has no "
                                   f"{missing[0]!r} to add; expected a BERT tokenizer with [CLS] and [SEP]")
         tokenizer.post_processor = _bert_template(cls_token, sep_token, vocab)
-    mask = _special_mask(tokenizer)
-    if len(mask) < 2 or mask[0] != 1 or mask[-1] != 1 or sum(mask) != 2:
-        added = [t for t, m in zip(tokenizer.encode(PROBE_TEXT).tokens, mask) if m]
-        raise CheckpointError(f"{path}: its post_processor adds {shown(added)} to a text at positions "
-                              f"{shown([i for i, m in enumerate(mask) if m])}; expected one special token first and one "
-                              "last ([CLS] ... [SEP])")
+    _check_special_mask(tokenizer, path)

@@ -210,14 +210,14 @@ def _read_sharded(folder: Path, index_path: Path) -> Dict[str, StoredTensor]:
     return tensors
 
 
-def _checked_shard_name(index_path: Path, shard: str) -> str:
-    """A shard named by an index must be a plain relative path inside the model folder: the index is data, not a
-    licence to read anywhere. The check is on the name, not the resolved path, because in the Hugging Face cache
-    every file of a snapshot is a symlink into `../../blobs/`."""
+def _checked_shard_name(index_path: Path, shard: str, what: str = "shard") -> str:
+    """A shard named by an index (or any path a model file names: `what` says which) must be a plain relative path
+    inside the model folder: the file is data, not a licence to read anywhere. The check is on the name, not the
+    resolved path, because in the Hugging Face cache every file of a snapshot is a symlink into `../../blobs/`."""
     parts = shard.replace("\\", "/").split("/")  # a backslash separates folders on Windows
     if "\0" in shard or os.path.isabs(shard) or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
-        raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model folder (expected a relative file "
-                              "name without '..'); refused")
+        raise CheckpointError(f"{index_path}: {what} {shard!r} lies outside the model folder (expected a relative "
+                              "file name without '..'); refused")
     return shard
 
 
