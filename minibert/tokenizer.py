@@ -157,6 +157,7 @@ class Tokenizer:
 
 def _as_text_list(value: TextInput, name: str) -> List[str]:
     if isinstance(value, str):
+        _check_encodable(value, f"{name}[0]")
         return [value]
     if value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
         raise InputError(f"{name}: expected a string or a list of strings, got {type(value).__name__}")

@@ -352,8 +352,8 @@ def _check_layers(names: Iterable[str], L: int, where: str) -> None:
                               f"{len(stored)} layer(s) (no tensor 'encoder.layer.{first_missing}.*')")
     extra = sorted(stored - {str(i) for i in known})
     if extra:
-        shown = ", ".join(shown(i) for i in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-        raise CheckpointError(f"{where}: the checkpoint stores encoder layer(s) {shown}, which the config "
+        listed = ", ".join(shown(i) for i in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise CheckpointError(f"{where}: the checkpoint stores encoder layer(s) {listed}, which the config "
                               f"(num_hidden_layers = {L}: layers 0 to {L - 1}) does not have; expected a config "
                               "that matches the weights")
 
