@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tokenizers import AddedToken, Encoding
@@ -138,21 +139,37 @@ class Tokenizer:
                 self._tokenizer.enable_truncation(limit)
             else:
                 self._tokenizer.no_truncation()
-            encodings = self._tokenizer.encode_batch(inputs)
+            with _rust_errors(self.name_or_path):
+                encodings = self._tokenizer.encode_batch(inputs)
         return Batch(encodings, self.pad_token_id)
 
     def tokenize(self, text: str) -> List[str]:
         """The word pieces of one text, without special tokens."""
         if not isinstance(text, str):
             raise InputError(f"text: expected a string, got {type(text).__name__}")
-        return self._tokenizer.encode(_as_text_list(text, "text")[0], add_special_tokens=False).tokens
+        _check_encodable(text, "text[0]")
+        with _rust_errors(self.name_or_path):
+            return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         """The text of a sequence of token ids (a list or 1-D array of ints, each a token of this tokenizer)."""
-        return self._tokenizer.decode(_as_id_list(ids, self._id_limit), skip_special_tokens=skip_special_tokens)
+        ids = _as_id_list(ids, self._id_limit)
+        with _rust_errors(self.name_or_path):
+            return self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name_or_path!r}, vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"
+
+
+@contextmanager
+def _rust_errors(where: object) -> Iterator[None]:
+    """Turn the Rust library's plain Exception into a CheckpointError. Arguments are checked before they reach it,
+    so what fails there is the tokenizer's own file (a WordPiece whose unk_token is not in its vocabulary fails
+    only on a text with an unknown word)."""
+    try:
+        yield
+    except Exception as e:
+        raise CheckpointError(f"{where}: the tokenizer's files are inconsistent: {str(e)[:200]}") from None
 
 
 def _as_text_list(value: TextInput, name: str) -> List[str]:
@@ -284,7 +301,8 @@ def _bool_setting(settings: dict, key: str, default: Optional[bool], path: Path)
 
 def _special_mask(tokenizer: _RustTokenizer) -> List[int]:
     """Which tokens of an encoded probe text the post-processor added (1) and which came from the text (0)."""
-    return tokenizer.encode(PROBE_TEXT).special_tokens_mask
+    with _rust_errors("tokenizer"):
+        return tokenizer.encode(PROBE_TEXT).special_tokens_mask
 
 
 def check_cls_sep(tokenizer: "Tokenizer") -> None:

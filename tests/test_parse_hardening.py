@@ -166,6 +166,16 @@ def test_tokenizer_json_adding_cls_only_is_refused(minilm_copy):
         Tokenizer.from_pretrained(minilm_copy)
 
 
+def test_tokenizer_json_whose_unk_token_is_not_in_its_vocabulary(minilm_copy):
+    data = json.loads((minilm_copy / "tokenizer.json").read_text())
+    data["model"]["unk_token"] = "[NOT THERE]"
+    (minilm_copy / "tokenizer.json").write_text(json.dumps(data))
+    tokenizer = Tokenizer.from_pretrained(minilm_copy)  # fails only on an unknown word
+    with pytest.raises(CheckpointError, match=r"minilm: the tokenizer's files are inconsistent: WordPiece error: "
+                                              r"Missing \[UNK\] token"):
+        tokenizer("a \u2603")
+
+
 @needs_minilm
 def test_encoder_refuses_a_tokenizer_without_special_tokens(minilm):
     rust = RustTokenizer.from_file(str(MINILM / "tokenizer.json"))
