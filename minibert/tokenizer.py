@@ -198,17 +198,18 @@ def _check_encodable(text: str, where: str) -> None:
                          "that is valid Unicode") from None
 
 
-def _as_id_list(ids: Sequence[int], vocab_size: int) -> List[int]:
-    """Token ids for decode: a list or 1-D array of integers from 0 to vocab_size - 1 (bools refused)."""
-    if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__") or np.ndim(ids) != 1:
+def _as_id_list(ids: Sequence[int], limit: int) -> List[int]:
+    """Token ids for decode: a list or 1-D array of integers from 0 to limit - 1 (bools refused)."""
+    if isinstance(ids, np.ndarray) and ids.ndim != 1 or isinstance(ids, (str, bytes, dict)) \
+            or not hasattr(ids, "__iter__"):
         raise InputError(f"ids: expected a list or 1-D array of token ids, got {shown(ids)}")
     out = []
     for i, value in enumerate(ids):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise InputError(f"ids[{i}]: expected an integer token id, got {shown(value)}")
-        if not 0 <= value < vocab_size:
+        if not 0 <= value < limit:
             raise InputError(f"ids[{i}]: {shown(value)} is not a token id of this tokenizer; expected 0 <= id < "
-                             f"{vocab_size}")
+                             f"{limit}")
         out.append(int(value))
     return out
 
@@ -312,6 +313,7 @@ def check_cls_sep(tokenizer: "Tokenizer") -> None:
 
 
 def _check_special_mask(tokenizer: _RustTokenizer, where: object) -> None:
+    """Raise a CheckpointError naming `where` unless a text comes out as [special] text... [special]."""
     mask = _special_mask(tokenizer)
     if len(mask) < 2 or mask[0] != 1 or mask[-1] != 1 or sum(mask) != 2:
         added = [t for t, m in zip(tokenizer.encode(PROBE_TEXT).tokens, mask) if m]

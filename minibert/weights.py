@@ -64,6 +64,7 @@ class StoredTensor(NamedTuple):
 
 
 def _stamp(st: os.stat_result) -> FileStamp:
+    """The FileStamp of a stat result."""
     return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -144,7 +145,8 @@ def _check_entry(path: Path, name: str, entry: object, payload: int) -> tuple:
         raise CheckpointError(f"{where}: shape has {len(shape)} dimensions; expected at most {MAX_DIMS}")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
-        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {shown(offsets)}")
+        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got "
+                              f"{shown(offsets)}")
     begin, end = offsets
     if end > payload:
         raise CheckpointError(
