@@ -200,8 +200,8 @@ def _check_encodable(text: str, where: str) -> None:
 
 def _as_id_list(ids: Sequence[int], limit: int) -> List[int]:
     """Token ids for decode: a list or 1-D array of integers from 0 to limit - 1 (bools refused)."""
-    if isinstance(ids, np.ndarray) and ids.ndim != 1 or isinstance(ids, (str, bytes, dict)) \
-            or not hasattr(ids, "__iter__"):
+    if ((isinstance(ids, np.ndarray) and ids.ndim != 1) or isinstance(ids, (str, bytes, dict))
+            or not hasattr(ids, "__iter__")):
         raise InputError(f"ids: expected a list or 1-D array of token ids, got {shown(ids)}")
     out = []
     for i, value in enumerate(ids):
