@@ -176,8 +176,10 @@ def _as_text_list(value: TextInput, name: str) -> List[str]:
     if isinstance(value, str):
         _check_encodable(value, f"{name}[0]")
         return [value]
-    if value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
-        raise InputError(f"{name}: expected a string or a list of strings, got {type(value).__name__}")
+    if (value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__")
+            or (isinstance(value, np.ndarray) and value.ndim != 1)):
+        raise InputError(f"{name}: expected a string or a list of strings, got {type(value).__name__} "
+                         f"{shown(value)}")
     texts = list(value)
     for i, t in enumerate(texts):
         if not isinstance(t, str):

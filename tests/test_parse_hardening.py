@@ -377,6 +377,8 @@ def base_tokenizer() -> Tokenizer:
     (lambda t: t(["fine", "\udfff"]), r"text\[1\]: character 0 is a lone surrogate"),
     (lambda t: t("fine", "x\udc80"), r"text_pair\[0\]: character 1 is a lone surrogate"),
     (lambda t: t.tokenize("\ud800"), r"text\[0\]: character 0 is a lone surrogate"),
+    (lambda t: t(np.array("a 0-d array")), r"text: expected a string or a list of strings, got ndarray"),
+    (lambda t: t(np.array([["2-D"]])), r"text: expected a string or a list of strings, got ndarray"),
     (lambda t: t.tokenize(["a", "b"]), r"text: expected a string, got list"),
     (lambda t: t.tokenize([]), r"text: expected a string, got list"),
     (lambda t: t.decode([-1]), r"ids\[0\]: -1 is not a token id of this tokenizer; expected 0 <= id < \d+"),
