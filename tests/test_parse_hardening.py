@@ -311,6 +311,19 @@ def test_sentence_transformers_folder_inside_loads(tmp_path):
     assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
 
 
+def test_module_files_symlinked_out_of_the_folder_load(tmp_path):
+    # The Hugging Face cache layout: every file is a symlink into ../../blobs; the check is on names, not targets.
+    folder = sentence_transformers_folder(tmp_path)
+    expected = SentenceEncoder.from_pretrained(folder).encode(["a cat"])
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    for i, file in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+        blob = blobs / str(i)
+        file.rename(blob)
+        file.symlink_to(os.path.relpath(blob, file.parent))
+    np.testing.assert_array_equal(SentenceEncoder.from_pretrained(folder).encode(["a cat"]), expected)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 5. The library's own errors, naming the file and key
 # ---------------------------------------------------------------------------------------------------------------
