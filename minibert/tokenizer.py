@@ -315,13 +315,21 @@ def check_cls_sep(tokenizer: "Tokenizer") -> None:
 
 
 def _check_special_mask(tokenizer: _RustTokenizer, where: object) -> None:
-    """Raise a CheckpointError naming `where` unless a text comes out as [special] text... [special]."""
-    mask = _special_mask(tokenizer)
+    """Raise a CheckpointError naming `where` unless a text comes out as [special] text... [special], each special
+    token with its own id in the vocabulary (a post-processor states both, and could disagree)."""
+    with _rust_errors(where):
+        probe = tokenizer.encode(PROBE_TEXT)
+    mask = probe.special_tokens_mask
     if len(mask) < 2 or mask[0] != 1 or mask[-1] != 1 or sum(mask) != 2:
-        added = [t for t, m in zip(tokenizer.encode(PROBE_TEXT).tokens, mask) if m]
+        added = [t for t, m in zip(probe.tokens, mask) if m]
         raise CheckpointError(f"{where}: the tokenizer adds {shown(added)} to a text at positions "
                               f"{shown([i for i, m in enumerate(mask) if m])}; expected one special token first and "
                               "one last ([CLS] ... [SEP])")
+    for i in (0, -1):
+        token, given, own = probe.tokens[i], probe.ids[i], tokenizer.token_to_id(probe.tokens[i])
+        if given != own:
+            raise CheckpointError(f"{where}: the tokenizer adds {token!r} as id {given}, but its vocabulary has "
+                                  f"{token!r} as id {own}; expected the same id")
 
 
 def _ensure_cls_sep(tokenizer: _RustTokenizer, special: Dict[str, AddedToken], path: Path) -> None:

@@ -166,6 +166,15 @@ def test_tokenizer_json_adding_cls_only_is_refused(minilm_copy):
         Tokenizer.from_pretrained(minilm_copy)
 
 
+def test_tokenizer_json_adding_cls_with_another_id_is_refused(minilm_copy):
+    set_post_processor(minilm_copy, json.loads(processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 5), ("[SEP]", 102)]).__getstate__()))
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: the tokenizer adds '\[CLS\]' as id 5, but its "
+                                              r"vocabulary has '\[CLS\]' as id 101"):
+        Tokenizer.from_pretrained(minilm_copy)
+
+
 def test_tokenizer_json_whose_unk_token_is_not_in_its_vocabulary(minilm_copy):
     data = json.loads((minilm_copy / "tokenizer.json").read_text())
     data["model"]["unk_token"] = "[NOT THERE]"
