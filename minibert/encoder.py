@@ -28,7 +28,7 @@ import numpy as np
 from .errors import CheckpointError, InputError, shown
 from .hub import DEFAULT_MODEL, resolve_model_dir
 from .model import BertModel
-from .tokenizer import Tokenizer, _as_text_list, check_cls_sep
+from .tokenizer import Tokenizer, _as_text_list, _bool_setting, check_cls_sep
 from .weights import _checked_shard_name
 
 Array = np.ndarray
@@ -164,7 +164,8 @@ def read_layout(folder: Path) -> Layout:
                               "least 2")
     pooling_file = folder / _module_path(modules_file, modules[1]) / "config.json"
     return Layout(pooling=read_pooling_modes(pooling_file), normalize=kinds[2:] == ["Normalize"],
-                  max_seq_length=max_seq_length, do_lower_case=st_config.get("do_lower_case") is True,
+                  max_seq_length=max_seq_length,
+                  do_lower_case=_bool_setting(st_config, "do_lower_case", False, st_config_file),
                   transformer_path=transformer_path, sentence_transformers=True)
 
 
@@ -196,7 +197,7 @@ def read_pooling_modes(path: Path) -> Tuple[str, ...]:
             raise CheckpointError(f"{path}: pooling_mode {shown(config['pooling_mode'])}; expected a mode name or a "
                                   "list of them")
     else:
-        asked = [mode for key, mode in POOLING_KEYS.items() if config.get(key) is True]
+        asked = [mode for key, mode in POOLING_KEYS.items() if _bool_setting(config, key, False, path)]
     for mode in asked:
         if mode not in POOLING_MODES:
             raise CheckpointError(f"{path}: pooling mode {shown(mode)} is not supported; minibert pools with "

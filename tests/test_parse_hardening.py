@@ -381,6 +381,11 @@ def test_tokenizer_side_files_that_break_the_json_parser(base, file, text, probl
      r"1_Pooling/config\.json: pooling_mode \[\[\[\[\.\.\.\]\]\]\]; expected a mode name or a list of them"),
     ("1_Pooling/config.json", "[" * 100_000, r"1_Pooling/config\.json: not valid JSON \(maximum recursion depth"),
     ("modules.json", "[" + "9" * 5000 + "]", r"modules\.json: not valid JSON \(Exceeds the limit"),
+    # A string where a boolean belongs would silently pool another way, or not lowercase.
+    ("1_Pooling/config.json", '{"pooling_mode_cls_token": "true"}',
+     r"1_Pooling/config\.json: pooling_mode_cls_token is 'true'; expected true, false or null"),
+    ("0_BERT/sentence_bert_config.json", '{"do_lower_case": 1}',
+     r"sentence_bert_config\.json: do_lower_case is 1; expected true, false or null"),
 ])
 def test_sentence_transformers_files_that_break_the_reader(tmp_path, file, text, message):
     folder = sentence_transformers_folder(tmp_path)
