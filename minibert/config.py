@@ -7,12 +7,12 @@ DistilBERT's config names the same numbers differently (`dim`, `n_layers`, ...);
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, shown
+from .io import read_json
 from .model import ACTIVATIONS
 
 # model_type -> what differs from BERT's defaults when config.json does not say.
@@ -33,6 +33,11 @@ DISTILBERT_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_he
                     "hidden_dim": "intermediate_size", "activation": "hidden_act"}
 # Encoder-only models of other architectures that people try: named in the error, so it says what they are.
 OTHER_ARCHITECTURES = ("nomic_bert", "modernbert", "new", "deberta-v2", "deberta", "jina_bert", "xlnet")
+# Far above any real model's sizes (and ids), and small enough that shapes and byte counts stay exact int64
+# arithmetic: a 4,000-digit integer is valid JSON.
+MAX_INT_FIELD = 2**31 - 1
+# Real models use 1e-12 to 1e-5; from 1 on, layer norm would mostly divide by eps instead of normalising.
+MAX_LAYER_NORM_EPS = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class BertConfig:
             value = getattr(self, f.name)
             expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[f.type]
             if (isinstance(value, bool) and f.type != "bool") or not isinstance(value, expected):
-                raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {value!r:.80}")
+                raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {shown(value)}")
+        _check_int_ranges(self)
         if self.model_type not in SUPPORTED_TYPES:
             what = "an encoder of another architecture" if self.model_type in OTHER_ARCHITECTURES else "not supported"
             raise ConfigError(f"config field 'model_type': {self.model_type!r} is {what}; minibert runs "
@@ -83,9 +89,7 @@ class BertConfig:
         if self.position_embedding_type != "absolute":
             raise ConfigError(f"config field 'position_embedding_type': {self.position_embedding_type!r} is not "
                               "supported; only 'absolute' position embeddings are implemented")
-        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
-            raise ConfigError(f"config field 'layer_norm_eps': expected a finite positive number, "
-                              f"got {self.layer_norm_eps!r}")
+        _check_layer_norm_eps(self.layer_norm_eps)
         if self.relative_attention_num_buckets == 1:
             raise ConfigError("config field 'relative_attention_num_buckets': expected 0 (none) or at least 2")
         if self.max_tokens < 1:
@@ -109,7 +113,7 @@ class BertConfig:
             raise ConfigError(f"{source}: expected a JSON object, got {type(d).__name__}")
         model_type = d.get("model_type", "bert")
         if not isinstance(model_type, str):
-            raise ConfigError(f"{source}: config field 'model_type': expected str, got {model_type!r:.80}")
+            raise ConfigError(f"{source}: config field 'model_type': expected str, got {shown(model_type)}")
         d = {**FAMILY_DEFAULTS.get(model_type, {}), **d}
         if model_type == "distilbert":
             d = {DISTILBERT_NAMES.get(k, k): v for k, v in d.items() if k not in DISTILBERT_NAMES.values()}
@@ -130,11 +134,30 @@ class BertConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no config.json (every checkpoint folder has one)")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also over-long integers
-            raise ConfigError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
-        return cls.from_dict(d, source=str(path))
+        return cls.from_dict(read_json(path, ConfigError), source=str(path))
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _check_int_ranges(config: BertConfig) -> None:
+    """Every integer field at most MAX_INT_FIELD (and pad_token_id, an id, not negative)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.type == "int" and not value <= MAX_INT_FIELD:
+            raise ConfigError(f"config field {f.name!r}: {shown(value)} is too large; expected at most "
+                              f"{MAX_INT_FIELD}")
+    if config.pad_token_id < 0:
+        raise ConfigError(f"config field 'pad_token_id': expected a token id (0 or more), got {config.pad_token_id}")
+
+
+def _check_layer_norm_eps(eps: float) -> None:
+    """A finite number in (0, MAX_LAYER_NORM_EPS): NaN, infinity (JSON's 1e999) or a huge eps make every output
+    the layer norm's bias, silently."""
+    try:
+        ok = math.isfinite(eps) and 0 < eps < MAX_LAYER_NORM_EPS
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
+        raise ConfigError(f"config field 'layer_norm_eps': expected a finite number greater than 0 and less than "
+                          f"{MAX_LAYER_NORM_EPS:g}, got {shown(eps)}")

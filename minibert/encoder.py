@@ -25,11 +25,12 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, InputError, shown
 from .hub import DEFAULT_MODEL, resolve_model_dir
 from .io import progress, read_json
 from .modeling import BertModel
-from .tokenizer import Tokenizer, as_text_list
+from .tokenizer import Tokenizer, as_text_list, bool_setting, check_cls_sep
+from .weights import checked_relative_path
 
 Array = np.ndarray
 
@@ -99,7 +100,10 @@ def similarity(a, b) -> Array:
 
 
 def _as_matrix(x, name: str) -> Array:
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as e:  # ragged rows
+        raise InputError(f"similarity: {name} is not an array of numbers ({e})") from None
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise InputError(f"similarity: {name} is an array of {arr.dtype}; expected numbers")
     if arr.ndim == 1:
@@ -149,17 +153,33 @@ def read_layout(folder: Path) -> Layout:
     if kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"]):
         raise CheckpointError(f"{modules_file}: modules {kinds}; expected Transformer, Pooling and optionally "
                               "Normalize, in that order")
-    transformer_path = str(modules[0].get("path") or "")
-    st_config = read_json(folder / transformer_path / "sentence_bert_config.json", CheckpointError, missing={})
+    transformer_path = _module_path(modules_file, modules[0])
+    st_config_file = folder / transformer_path / "sentence_bert_config.json"
+    st_config = read_json(st_config_file, CheckpointError, missing={})
+    if not isinstance(st_config, dict):
+        raise CheckpointError(f"{st_config_file}: expected a JSON object, got {type(st_config).__name__}")
     max_seq_length = st_config.get("max_seq_length")
     if max_seq_length is not None and (not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool)
                                        or max_seq_length < 2):
-        raise CheckpointError(f"{folder / transformer_path / 'sentence_bert_config.json'}: max_seq_length "
-                              f"{max_seq_length!r}; expected an integer of at least 2")
-    pooling_file = folder / str(modules[1].get("path") or "") / "config.json"
+        raise CheckpointError(f"{st_config_file}: max_seq_length {shown(max_seq_length)}; expected an integer of at "
+                              "least 2")
+    pooling_file = folder / _module_path(modules_file, modules[1]) / "config.json"
     return Layout(pooling=read_pooling_modes(pooling_file), normalize=kinds[2:] == ["Normalize"],
-                  max_seq_length=max_seq_length, do_lower_case=st_config.get("do_lower_case") is True,
+                  max_seq_length=max_seq_length,
+                  do_lower_case=bool_setting(st_config, "do_lower_case", False, st_config_file),
                   transformer_path=transformer_path, sentence_transformers=True)
+
+
+def _module_path(modules_file: Path, module: dict) -> str:
+    """A module's folder, relative to the model folder ("" for the folder itself): a plain relative name inside
+    it, checked as the shard index's names are (modules.json is data: it must not point at another model)."""
+    path = module.get("path")
+    if path is None or path == "":
+        return ""
+    if not isinstance(path, str):
+        raise CheckpointError(f"{modules_file}: module {module['type']!r} has path {shown(path)}; expected a folder "
+                              "name (a string)")
+    return checked_relative_path(modules_file, path, what=f"module {module['type']!r} path")
 
 
 def read_pooling_modes(path: Path) -> Tuple[str, ...]:
@@ -170,18 +190,18 @@ def read_pooling_modes(path: Path) -> Tuple[str, ...]:
     """
     config = read_json(path, CheckpointError)
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
     if "pooling_mode" in config:
         asked = config["pooling_mode"]
         asked = [asked] if isinstance(asked, str) else asked
         if not isinstance(asked, list) or not all(isinstance(m, str) for m in asked):
-            raise CheckpointError(f"{path}: pooling_mode {config['pooling_mode']!r}; expected a mode name or a "
+            raise CheckpointError(f"{path}: pooling_mode {shown(config['pooling_mode'])}; expected a mode name or a "
                                   "list of them")
     else:
-        asked = [mode for key, mode in POOLING_KEYS.items() if config.get(key) is True]
+        asked = [mode for key, mode in POOLING_KEYS.items() if bool_setting(config, key, False, path)]
     for mode in asked:
         if mode not in POOLING_MODES:
-            raise CheckpointError(f"{path}: pooling mode {mode!r} is not supported; minibert pools with "
+            raise CheckpointError(f"{path}: pooling mode {shown(mode)} is not supported; minibert pools with "
                                   f"{', '.join(POOLING_MODES)}")
     return tuple(asked) or ("mean",)
 
@@ -213,6 +233,7 @@ class SentenceEncoder:
                 f"{name_or_path or model.name_or_path}: the tokenizer has {tokenizer.vocab_size} tokens but the "
                 f"model's embedding table only {model.config.vocab_size} (vocab_size); tokenizer and weights do "
                 "not belong together")
+        check_cls_sep(tokenizer)  # _pieces takes each row's first and last token for [CLS] and [SEP]
         self.model = model
         self.tokenizer = tokenizer
         self.layout = layout

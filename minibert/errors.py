@@ -1,5 +1,10 @@
 """The exceptions minibert raises on bad input: each message names the file/key and what was expected."""
 
+import reprlib
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
+
 
 class MinibertError(Exception):
     """Base class of every error minibert raises on purpose."""
@@ -20,3 +25,9 @@ class InputError(MinibertError, ValueError):
 class OutputError(MinibertError):
     """An output cannot be written where asked: an input, a folder or device, an unwritable folder, a full disk,
     or a folder another run is using."""
+
+
+def shown(value: object) -> str:
+    """A value read from a file or given by a caller, quoted for an error message: cut in depth and length, so
+    that a hostile value (nested 900 deep, a 4,000-digit integer) cannot make the message huge or fail."""
+    return _REPR.repr(value)

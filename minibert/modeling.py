@@ -170,7 +170,10 @@ class AutoModel:
 
 
 def _as_int_array(value, name: str) -> Array:
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged rows, or objects NumPy cannot hold
+        raise InputError(f"{name}: expected a (B, T) array of integers ({e})") from None
     # A bool mask is fine; an empty list arrives as float64 and is fine too.
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_ or (arr.size == 0 and arr.dtype != object)):
         raise InputError(f"{name}: expected integers, got an array of {arr.dtype}")

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import threading
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from tokenizers import Encoding
+from tokenizers import AddedToken, Encoding
 from tokenizers import Tokenizer as _RustTokenizer
-from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from .config import POSITIONS_AFTER_PADDING
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, ConfigError, InputError, shown
 from .hub import resolve_model_dir
+from .io import read_json
 
 TextInput = Union[str, Sequence[str]]
+
+# tokenizer_config.json's special-token keys, with BERT's defaults, and those of RoBERTa's tokenizers (also
+# XLM-R's, CamemBERT's and MPNet's, whose unknown token is BERT's [UNK]).
+SPECIAL_TOKEN_KEYS = (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
+                      ("cls_token", "[CLS]"), ("mask_token", "[MASK]"))
+ROBERTA_SPECIAL_TOKEN_KEYS = (("unk_token", "<unk>"), ("sep_token", "</s>"), ("pad_token", "<pad>"),
+                              ("cls_token", "<s>"), ("mask_token", "<mask>"))
+# The flags an AddedToken object in tokenizer_config.json may carry (all booleans).
+ADDED_TOKEN_FLAGS = ("lstrip", "rstrip", "single_word", "normalized", "special")
+# Longer than any model reads, and small enough for the Rust library's integer types.
+MAX_LENGTH_LIMIT = 2**31 - 1
+# Unicode's White_Space characters, which Rust's `trim_end` strips (Python's `str.rstrip()` also strips
+# U+001C..U+001F, so it cannot be used: ids would differ from transformers').
+WHITE_SPACE = "".join(map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
+                                0x202F, 0x205F, 0x3000]))
+# Any text: what the post-processor adds to it shows where the special tokens go.
+PROBE_TEXT = "probe"
 
 
 class Batch(dict):
@@ -75,15 +94,19 @@ class Tokenizer:
         folder = resolve_model_dir(name_or_path, revision=revision)
         settings = _read_json(folder / "tokenizer_config.json")
         config = _read_json(folder / "config.json")
+        model_type = config.get("model_type")
+        defaults = ROBERTA_SPECIAL_TOKEN_KEYS if model_type in POSITIONS_AFTER_PADDING else SPECIAL_TOKEN_KEYS
+        special = special_tokens(settings, folder / "tokenizer_config.json", defaults)
         if (folder / "tokenizer.json").is_file():
             try:
                 tokenizer = _RustTokenizer.from_file(str(folder / "tokenizer.json"))
             except Exception as e:  # the Rust library raises plain Exception on a bad file
                 raise CheckpointError(f"{folder / 'tokenizer.json'}: cannot be read as a tokenizer ({e})") from None
+            _ensure_cls_sep(tokenizer, special, folder / "tokenizer.json")
         elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-            tokenizer = _byte_level_bpe(folder / "vocab.json", folder / "merges.txt", settings)
+            tokenizer = _byte_level_bpe(folder / "vocab.json", folder / "merges.txt", settings, special)
         elif (folder / "vocab.txt").is_file():
-            tokenizer = _wordpiece_from_vocab(folder / "vocab.txt", settings, config.get("model_type"))
+            tokenizer = _wordpiece_from_vocab(folder / "vocab.txt", settings, special, model_type == "mpnet")
         else:
             sentencepiece = sorted(p.name for p in folder.glob("*.model"))
             if sentencepiece:
@@ -96,18 +119,22 @@ class Tokenizer:
                                   "a tokenizer needs one of them")
         limit = settings.get("model_max_length")
         positions = config.get("max_position_embeddings")
-        if isinstance(positions, int) and config.get("model_type") in POSITIONS_AFTER_PADDING:
-            pad = config.get("pad_token_id", 1)
-            positions -= (pad if isinstance(pad, int) else 1) + 1  # RoBERTa's 514 rows hold 512 tokens
+        pad = config.get("pad_token_id", 1)
+        if type(positions) is int and model_type in POSITIONS_AFTER_PADDING and type(pad) is int:
+            positions -= pad + 1  # RoBERTa's 514 rows hold 512 tokens
         # Some files say model_max_length = 1e30 ("no limit"): the position table is the real limit.
-        candidates = [v for v in (limit, positions) if isinstance(v, int) and 0 < v < 10**9]
-        pad_token = _token_setting(settings, "pad_token")
-        return cls(tokenizer, model_max_length=min(candidates, default=512),
-                   pad_token=pad_token if pad_token is not None else "[PAD]", name_or_path=str(name_or_path))
+        candidates = [v for v in (limit, positions) if type(v) is int and 0 < v < 10**9]
+        return cls(tokenizer, model_max_length=min(candidates, default=512), pad_token=special["pad_token"].content,
+                   name_or_path=str(name_or_path))
 
     @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @cached_property
+    def _id_limit(self) -> int:
+        """One past the largest token id (more than vocab_size when a vocab.txt lists a token twice)."""
+        return max(self.get_vocab().values(), default=-1) + 1
 
     def get_vocab(self) -> Dict[str, int]:
         """Every token (word pieces and special tokens) with its id."""
@@ -125,106 +152,136 @@ class Tokenizer:
         if pairs is not None and len(pairs) != len(texts):
             raise InputError(f"text_pair: {len(pairs)} texts for {len(texts)} in text; expected one pair per text")
         limit = self.model_max_length if max_length is None else max_length
-        if truncation and (not isinstance(limit, int) or limit < 2 + 2 * (pairs is not None)):
-            raise InputError(f"max_length: expected an integer large enough for the special tokens, got {limit!r}")
+        if truncation and (not isinstance(limit, int) or isinstance(limit, bool)
+                           or not 2 + 2 * (pairs is not None) <= limit <= MAX_LENGTH_LIMIT):
+            raise InputError(f"max_length: expected an integer large enough for the special tokens (and at most "
+                             f"{MAX_LENGTH_LIMIT}), got {shown(limit)}")
         inputs = texts if pairs is None else list(zip(texts, pairs))
         with self._lock:
             if truncation:
                 self._tokenizer.enable_truncation(limit)
             else:
                 self._tokenizer.no_truncation()
-            encodings = self._tokenizer.encode_batch(inputs)
+            with _rust_errors(self.name_or_path):
+                encodings = self._tokenizer.encode_batch(inputs)
         return Batch(encodings, self.pad_token_id)
 
     def tokenize(self, text: str) -> List[str]:
         """The word pieces of one text, without special tokens."""
-        return self._tokenizer.encode(as_text_list(text, "text")[0], add_special_tokens=False).tokens
+        if not isinstance(text, str):
+            raise InputError(f"text: expected a string, got {type(text).__name__}")
+        _check_encodable(text, "text[0]")
+        with _rust_errors(self.name_or_path):
+            return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        """The text of a sequence of token ids (a list or 1-D array of ints, each a token of this tokenizer)."""
+        ids = _as_id_list(ids, self._id_limit)
+        with _rust_errors(self.name_or_path):
+            return self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name_or_path!r}, vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"
 
 
+@contextmanager
+def _rust_errors(where: object) -> Iterator[None]:
+    """Turn the Rust library's plain Exception into a CheckpointError. Arguments are checked before they reach it,
+    so what fails there is the tokenizer's own file (a WordPiece whose unk_token is not in its vocabulary fails
+    only on a text with an unknown word)."""
+    try:
+        yield
+    except Exception as e:
+        raise CheckpointError(f"{where}: the tokenizer's files are inconsistent: {str(e)[:200]}") from None
+
+
 def as_text_list(value: TextInput, name: str) -> List[str]:
     if isinstance(value, str):
+        _check_encodable(value, f"{name}[0]")
         return [value]
-    if value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
-        raise InputError(f"{name}: expected a string or a list of strings, got {type(value).__name__}")
+    if (value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__")
+            or (isinstance(value, np.ndarray) and value.ndim != 1)):
+        raise InputError(f"{name}: expected a string or a list of strings, got {type(value).__name__} "
+                         f"{shown(value)}")
     texts = list(value)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise InputError(f"{name}[{i}]: expected a string, got {type(t).__name__}")
+        _check_encodable(t, f"{name}[{i}]")
     return texts
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
+def _check_encodable(text: str, where: str) -> None:
+    """Refuse a string that is not valid Unicode (a lone surrogate such as "\\ud800", which Python strings can
+    hold but UTF-8 cannot): the Rust tokenizer would fail with a TypeError."""
+    if text.isascii():
+        return
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{where}: character {e.start} is a lone surrogate ({text[e.start]!r}); expected text "
+                         "that is valid Unicode") from None
+
+
+def _as_id_list(ids: Sequence[int], limit: int) -> List[int]:
+    """Token ids for decode: a list or 1-D array of integers from 0 to limit - 1 (bools refused)."""
+    if ((isinstance(ids, np.ndarray) and ids.ndim != 1) or isinstance(ids, (str, bytes, dict))
+            or not hasattr(ids, "__iter__")):
+        raise InputError(f"ids: expected a list or 1-D array of token ids, got {shown(ids)}")
+    out = []
+    for i, value in enumerate(ids):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"ids[{i}]: expected an integer token id, got {shown(value)}")
+        if not 0 <= value < limit:
+            raise InputError(f"ids[{i}]: {shown(value)} is not a token id of this tokenizer; expected 0 <= id < "
+                             f"{limit}")
+        out.append(int(value))
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object file beside the tokenizer; {} when the file is absent."""
+    d = read_json(path, CheckpointError, missing={})
     if not isinstance(d, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(d).__name__}")
     return d
 
 
-def _token_setting(settings: dict, key: str) -> Optional[str]:
-    """A special token of tokenizer_config.json: a string, or transformers' AddedToken form {"content": ...}."""
-    value = settings.get(key)
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
-
-
-def _special_tokens(settings: dict, defaults: Dict[str, str]) -> Dict[str, str]:
-    return {key: _token_setting(settings, key) or default for key, default in defaults.items()}
-
-
-def _wordpiece_from_vocab(vocab_path: Path, settings: dict, model_type: Optional[str] = None) -> _RustTokenizer:
+def _wordpiece_from_vocab(vocab_path: Path, settings: dict, special: Dict[str, AddedToken],
+                          mpnet: bool = False) -> _RustTokenizer:
     """A WordPiece tokenizer built from a `vocab.txt` (one word piece per line, its id the line number) and the
     `tokenizer_config.json` settings, as `transformers` builds BERT's (and MPNet's, which joins a pair with two
     separators: <s> A </s></s> B </s>)."""
     try:
-        lines = vocab_path.read_text(encoding="utf-8").splitlines()
+        vocab = read_vocab(vocab_path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{vocab_path}: not UTF-8 text ({e})") from None
-    vocab = {}
-    for i, token in enumerate(lines):
-        vocab.setdefault(token, i)
-    mpnet = model_type == "mpnet"
-    special = _special_tokens(settings, {"unk_token": "[UNK]", "sep_token": "</s>" if mpnet else "[SEP]",
-                                         "pad_token": "<pad>" if mpnet else "[PAD]",
-                                         "cls_token": "<s>" if mpnet else "[CLS]", "mask_token": "<mask>" if mpnet else "[MASK]"})
+    config_path = vocab_path.with_name("tokenizer_config.json")
     for key in ("unk_token", "sep_token", "cls_token"):
-        if special[key] not in vocab:
-            raise CheckpointError(f"{vocab_path}: has no {special[key]!r} ({key}); the tokenizer needs it")
-    cls_token, sep_token = special["cls_token"], special["sep_token"]
-    tokenizer = _RustTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"], max_input_chars_per_word=100))
+        if special[key].content not in vocab:
+            raise CheckpointError(f"{vocab_path}: has no {special[key].content!r} ({key}); the tokenizer needs it")
+    tokenizer = _RustTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"].content,
+                                                max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True) is not False,
-        strip_accents=settings.get("strip_accents"), lowercase=settings.get("do_lower_case", True) is not False)
+        clean_text=True, handle_chinese_chars=bool_setting(settings, "tokenize_chinese_chars", True, config_path),
+        strip_accents=bool_setting(settings, "strip_accents", None, config_path),
+        lowercase=bool_setting(settings, "do_lower_case", True, config_path))
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    pair = (f"{cls_token}:0 $A:0 {sep_token}:0 {sep_token}:0 $B:0 {sep_token}:0" if mpnet
-            else f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls_token}:0 $A:0 {sep_token}:0", pair=pair,
-        special_tokens=[(cls_token, vocab[cls_token]), (sep_token, vocab[sep_token])])
+    tokenizer.post_processor = _bert_template(special["cls_token"].content, special["sep_token"].content, vocab, mpnet)
     tokenizer.decoder = decoders.WordPiece(prefix="##")
-    tokenizer.add_special_tokens([t for t in special.values() if t in vocab])
+    tokenizer.add_special_tokens([t for t in special.values() if t.content in vocab])
     return tokenizer
 
 
-def _byte_level_bpe(vocab_path: Path, merges_path: Path, settings: dict) -> _RustTokenizer:
+def _byte_level_bpe(vocab_path: Path, merges_path: Path, settings: dict,
+                    special: Dict[str, AddedToken]) -> _RustTokenizer:
     """RoBERTa's byte-level BPE from its legacy `vocab.json` + `merges.txt`, as `transformers` builds it: bytes
     mapped to printable characters, "Ġ" marking a leading space, <s> A </s></s> B </s> for a pair."""
+    vocab = read_json(vocab_path, CheckpointError)
     try:
-        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-        lines = merges_path.read_text(encoding="utf-8").split("\n")
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise CheckpointError(f"{vocab_path.parent}: vocab.json / merges.txt unreadable ({type(e).__name__}: {e})") from None
+        lines = merges_path.read_bytes().decode("utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{merges_path}: not UTF-8 text ({e})") from None
     if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
         raise CheckpointError(f"{vocab_path}: expected a JSON object of token -> integer id")
     merges = []
@@ -233,21 +290,122 @@ def _byte_level_bpe(vocab_path: Path, merges_path: Path, settings: dict) -> _Rus
             continue
         pair = line.split(" ")
         if len(pair) != 2:
-            raise CheckpointError(f"{merges_path}:{number}: expected two tokens separated by a space, got {line!r:.80}")
+            raise CheckpointError(f"{merges_path}:{number}: expected two tokens separated by a space, got {shown(line)}")
         merges.append((pair[0], pair[1]))
-    special = _special_tokens(settings, {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
-                                         "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
-                                         "mask_token": "<mask>"})
-    for key in ("cls_token", "sep_token"):
-        if special[key] not in vocab:
-            raise CheckpointError(f"{vocab_path}: has no {special[key]!r} ({key}); the tokenizer needs it")
-    prefix_space = settings.get("add_prefix_space", False) is True
+    cls_token, sep_token = special["cls_token"].content, special["sep_token"].content
+    for key, token in (("cls_token", cls_token), ("sep_token", sep_token)):
+        if token not in vocab:
+            raise CheckpointError(f"{vocab_path}: has no {token!r} ({key}); the tokenizer needs it")
+    prefix_space = bool_setting(settings, "add_prefix_space", False, vocab_path.with_name("tokenizer_config.json"))
     tokenizer = _RustTokenizer(models.BPE(vocab, merges, fuse_unk=False))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.RobertaProcessing(  # (sep, cls, ...): the keyword names vary by release
-        (special["sep_token"], vocab[special["sep_token"]]), (special["cls_token"], vocab[special["cls_token"]]),
-        True, prefix_space)
-    tokenizer.add_special_tokens([AddedToken(t, lstrip=key == "mask_token", special=True)
-                                  for key, t in special.items() if t in vocab])
+        (sep_token, vocab[sep_token]), (cls_token, vocab[cls_token]), True, prefix_space)
+    mask = special["mask_token"]
+    if mask.content in vocab:  # RoBERTa's <mask> takes the space before it, as transformers sets it
+        special = {**special, "mask_token": AddedToken(mask.content, lstrip=True, special=True, normalized=False)}
+    tokenizer.add_special_tokens([t for t in special.values() if t.content in vocab])
     return tokenizer
+
+
+def read_vocab(text: str) -> Dict[str, int]:
+    """vocab.txt's tokens and ids exactly as transformers reads them (through the tokenizers library's
+    `WordPiece.read_file`): lines end at "\\n" only (not at U+2028, U+0085 or a form feed, where `str.splitlines`
+    would end them too, shifting every later id), each token is its line without trailing white space (so also
+    without the "\\r" of a "\\r\\n"), its id the line number, and a token listed twice keeps its last id."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # after the last line ending: no line at all
+    return {line.rstrip(WHITE_SPACE): i for i, line in enumerate(lines)}
+
+
+def _bert_template(cls_token: str, sep_token: str, vocab: Dict[str, int],
+                   mpnet: bool = False) -> processors.TemplateProcessing:
+    """[CLS] A [SEP] (and [CLS] A [SEP] B [SEP] for a pair), as transformers' BertTokenizer adds them; MPNet's
+    pair is <s> A </s></s> B </s>, all of segment 0."""
+    pair = (f"{cls_token}:0 $A:0 {sep_token}:0 {sep_token}:0 $B:0 {sep_token}:0" if mpnet
+            else f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1")
+    return processors.TemplateProcessing(
+        single=f"{cls_token}:0 $A:0 {sep_token}:0", pair=pair,
+        special_tokens=[(cls_token, vocab[cls_token]), (sep_token, vocab[sep_token])])
+
+
+def special_tokens(settings: dict, path: Path, defaults=SPECIAL_TOKEN_KEYS) -> Dict[str, AddedToken]:
+    """The special tokens of tokenizer_config.json by key, with the family's defaults for those not set (or null).
+
+    Each is a string or, as many Hub files write it, an AddedToken object ({"content": "[UNK]", "lstrip": false,
+    ...}), whose flags are kept."""
+    return {key: _added_token(settings.get(key), default, key, path) for key, default in defaults}
+
+
+def _added_token(value: object, default: str, key: str, path: Path) -> AddedToken:
+    if value is None:
+        return AddedToken(default, special=True, normalized=False)
+    if isinstance(value, str):
+        return AddedToken(value, special=True, normalized=False)
+    if isinstance(value, dict) and isinstance(value.get("content"), str) and value["content"]:
+        flags = {k: value[k] for k in ADDED_TOKEN_FLAGS if k in value}
+        if all(isinstance(v, bool) for v in flags.values()):
+            return AddedToken(value["content"], **{"special": True, "normalized": False, **flags})
+    raise ConfigError(f"{path}: {key} is {shown(value)}; expected a token (a string) or an AddedToken object with a "
+                      f"non-empty string 'content' and boolean flags ({', '.join(ADDED_TOKEN_FLAGS)})")
+
+
+def bool_setting(settings: dict, key: str, default: Optional[bool], path: Path) -> Optional[bool]:
+    """A true/false setting of tokenizer_config.json; null or absent gives the default."""
+    value = settings.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: {key} is {shown(value)}; expected true, false or null")
+    return value
+
+
+def _special_mask(tokenizer: _RustTokenizer) -> List[int]:
+    """Which tokens of an encoded probe text the post-processor added (1) and which came from the text (0)."""
+    with _rust_errors("tokenizer"):
+        return tokenizer.encode(PROBE_TEXT).special_tokens_mask
+
+
+def check_cls_sep(tokenizer: "Tokenizer") -> None:
+    """Refuse a tokenizer that does not put one special token before and one after each text ([CLS] ... [SEP]),
+    where code that reads the model's first and last positions expects them."""
+    _check_special_mask(tokenizer._tokenizer, tokenizer.name_or_path or "tokenizer")
+
+
+def _check_special_mask(tokenizer: _RustTokenizer, where: object) -> None:
+    """Raise a CheckpointError naming `where` unless a text comes out as [special] text... [special], each special
+    token with its own id in the vocabulary (a post-processor states both, and could disagree)."""
+    with _rust_errors(where):
+        probe = tokenizer.encode(PROBE_TEXT)
+    mask = probe.special_tokens_mask
+    if len(mask) < 2 or mask[0] != 1 or mask[-1] != 1 or sum(mask) != 2:
+        added = [t for t, m in zip(probe.tokens, mask) if m]
+        raise CheckpointError(f"{where}: the tokenizer adds {shown(added)} to a text at positions "
+                              f"{shown([i for i, m in enumerate(mask) if m])}; expected one special token first and "
+                              "one last ([CLS] ... [SEP])")
+    for i in (0, -1):
+        token, given, own = probe.tokens[i], probe.ids[i], tokenizer.token_to_id(probe.tokens[i])
+        if given != own:
+            raise CheckpointError(f"{where}: the tokenizer adds {token!r} as id {given}, but its vocabulary has "
+                                  f"{token!r} as id {own}; expected the same id")
+
+
+def _ensure_cls_sep(tokenizer: _RustTokenizer, special: Dict[str, AddedToken], path: Path) -> None:
+    """Make sure a tokenizer.json's tokenizer wraps each text in one special token on each side ([CLS] ... [SEP]):
+    the model, the pooling and the encoder's windows all take the first and last positions for them.
+
+    A file without a post-processor (`"post_processor": null`) adds none: we add BERT's, from the
+    tokenizer_config.json tokens, as transformers' BertTokenizer does. Any other arrangement is refused."""
+    tokenizer.no_padding()  # the file's own padding would add [PAD]s to the probe (Tokenizer turns it off anyway)
+    tokenizer.no_truncation()
+    if not any(_special_mask(tokenizer)):
+        cls_token, sep_token = special["cls_token"].content, special["sep_token"].content
+        vocab = {t: tokenizer.token_to_id(t) for t in (cls_token, sep_token)}
+        missing = [t for t, i in vocab.items() if i is None]
+        if missing:
+            raise CheckpointError(f"{path}: adds no special tokens to a text (no post_processor) and has no "
+                                  f"{missing[0]!r} to add; expected a BERT tokenizer with [CLS] and [SEP]")
+        tokenizer.post_processor = _bert_template(cls_token, sep_token, vocab)
+    _check_special_mask(tokenizer, path)

@@ -5,22 +5,30 @@ A safetensors file is an 8-byte little-endian header length n, n bytes of JSON
 raw tensor bytes. We parse the header ourselves so that every malformed file gets a message
 naming the file and the problem, and map the payload with `mmap`: arrays are views of the
 file, so loading reads only the header and a tensor's pages are read when it is first used.
+
+A mapped file must not shrink while it is mapped: touching a page past its new end kills the
+process with SIGBUS, which Python cannot catch. So each tensor remembers the file's identity,
+size and modification time as mapped, and `to_float32` (the first use of every weight) refuses
+a file that was rewritten in place since loading. A file *replaced* (a new file renamed over
+the name, as `huggingface_hub` and `save_file` do) is harmless: the mapping keeps the old one.
+What no check can prevent is a file truncated while a forward pass is reading it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
+import re
 import warnings
 from pathlib import Path
-from typing import Dict, NamedTuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .config import BertConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, shown
+from .io import parse_json
 from .params import POOLER_SHAPES, canonical_name, expected_shapes, sinusoidal_positions
 
 # safetensors dtype -> NumPy dtype of the stored bytes. NumPy has no bfloat16: BF16 is kept as its raw
@@ -31,25 +39,43 @@ STORED_DTYPES = {
 }
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+MAX_DIMS = 32  # NumPy refuses more than 64; no real tensor has more than a handful
 
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 
 
+class FileStamp(NamedTuple):
+    """What identifies a file's contents as it was mapped: rewriting it in place changes the size or mtime."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
 class StoredTensor(NamedTuple):
-    """One tensor as stored: its safetensors dtype name, a read-only (memory-mapped) array, and its file."""
+    """One tensor as stored: its safetensors dtype name, a read-only (memory-mapped) array, its file, and
+    (for a mapped tensor) the file's stamp when it was mapped."""
 
     dtype: str
     array: np.ndarray
     file: Path
+    stamp: Optional[FileStamp] = None
+
+
+def _stamp(st: os.stat_result) -> FileStamp:
+    """The FileStamp of a stat result."""
+    return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def read_safetensors(path: str | Path) -> Dict[str, StoredTensor]:
     """Parse and validate a .safetensors file's header and map its tensors without reading them."""
     path = Path(path)
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
+            stamp = _stamp(os.fstat(f.fileno()))  # of the file we map, even if the name is replaced meanwhile
+            size = stamp.size
             head = f.read(8)
             if len(head) < 8:
                 raise CheckpointError(
@@ -67,7 +93,7 @@ def read_safetensors(path: str | Path) -> Dict[str, StoredTensor]:
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
 
-    header = parse_json(raw_header, f"{path}: the header")
+    header = parse_json(raw_header, f"{path}: the header", CheckpointError)
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
 
@@ -86,28 +112,42 @@ def read_safetensors(path: str | Path) -> Dict[str, StoredTensor]:
                 raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} is too large to represent") from None
         else:
             array = np.frombuffer(mm, STORED_DTYPES[dtype], count=count, offset=8 + n + begin).reshape(shape)
-        tensors[name] = StoredTensor(dtype, array, path)
-
-    spans.sort()
-    for (_, prev_end, prev), (begin, end, name) in zip(spans, spans[1:]):
-        if begin < prev_end and end > begin:
-            raise CheckpointError(f"{path}: tensors {prev!r} and {name!r} overlap in the file (bytes {begin}..{prev_end})")
+        tensors[name] = StoredTensor(dtype, array, path, stamp if count else None)
+    _check_no_overlap(path, spans)
     return tensors
+
+
+def _check_no_overlap(path: Path, spans: List[Tuple[int, int, str]]) -> None:
+    """Refuse two tensors sharing bytes: one would silently read the other's values.
+
+    Each span is compared with the furthest end of all spans before it, not just its sorted neighbour: a short
+    span between two overlapping long ones must not hide the overlap. Empty spans hold no bytes and are skipped.
+    """
+    furthest_end, owner = 0, ""
+    for begin, end, name in sorted(s for s in spans if s[1] > s[0]):
+        if begin < furthest_end:
+            raise CheckpointError(f"{path}: tensors {owner!r} and {name!r} overlap in the file "
+                                  f"(bytes {begin}..{min(end, furthest_end)})")
+        if end > furthest_end:
+            furthest_end, owner = end, name
 
 
 def _check_entry(path: Path, name: str, entry: object, payload: int) -> tuple:
     """Validate one header entry; returns (dtype, shape, (begin, end))."""
     where = f"{path}: tensor {name!r}"
     if not isinstance(entry, dict):
-        raise CheckpointError(f"{where}: expected an object with dtype, shape and data_offsets, got {entry!r:.80}")
+        raise CheckpointError(f"{where}: expected an object with dtype, shape and data_offsets, got {shown(entry)}")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in STORED_DTYPES:
-        raise CheckpointError(f"{where}: unknown dtype {dtype!r}; expected one of {', '.join(STORED_DTYPES)}")
+    if not isinstance(dtype, str) or dtype not in STORED_DTYPES:
+        raise CheckpointError(f"{where}: unknown dtype {shown(dtype)}; expected one of {', '.join(STORED_DTYPES)}")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {shape!r:.80}")
+        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {shown(shape)}")
+    if len(shape) > MAX_DIMS:
+        raise CheckpointError(f"{where}: shape has {len(shape)} dimensions; expected at most {MAX_DIMS}")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
-        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {offsets!r:.80}")
+        raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got "
+                              f"{shown(offsets)}")
     begin, end = offsets
     if end > payload:
         raise CheckpointError(
@@ -137,21 +177,12 @@ def read_checkpoint(folder: str | Path) -> Dict[str, StoredTensor]:
     raise CheckpointError(f"{folder}: no {WEIGHTS_NAME} or {INDEX_NAME} found")
 
 
-def parse_json(raw: bytes, what: str) -> object:
-    """Decode UTF-8 JSON, turning every way it can fail (bad bytes, bad syntax, integers too long to convert,
-    nesting too deep to parse) into a CheckpointError that starts with `what`."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise CheckpointError(f"{what} is not valid UTF-8 JSON ({type(e).__name__}: {str(e)[:200]})") from None
-
-
 def _read_sharded(folder: Path, index_path: Path) -> Dict[str, StoredTensor]:
     try:
         raw = index_path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"{index_path}: cannot read ({e.strerror or e})") from None
-    index = parse_json(raw, str(index_path))
+    index = parse_json(raw, str(index_path), CheckpointError)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(f"{index_path}: expected an object with a 'weight_map' of tensor name -> shard file")
@@ -159,7 +190,7 @@ def _read_sharded(folder: Path, index_path: Path) -> Dict[str, StoredTensor]:
     tensors: Dict[str, StoredTensor] = {}
     shard_of: Dict[str, str] = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = folder / _checked_shard_name(index_path, shard)
+        shard_path = folder / checked_relative_path(index_path, shard)
         if not shard_path.is_file():
             raise CheckpointError(f"{index_path}: names shard {shard!r}, which does not exist in {folder}")
         for name, t in read_safetensors(shard_path).items():
@@ -173,25 +204,45 @@ def _read_sharded(folder: Path, index_path: Path) -> Dict[str, StoredTensor]:
     return tensors
 
 
-def _checked_shard_name(index_path: Path, shard: str) -> str:
-    """A shard named by an index must be a plain relative path inside the model folder: the index is data, not a
-    licence to read anywhere. The check is on the name, not the resolved path, because in the Hugging Face cache
-    every file of a snapshot is a symlink into `../../blobs/`."""
+def checked_relative_path(index_path: Path, shard: str, what: str = "shard") -> str:
+    """A shard named by an index (or any path a model file names: `what` says which) must be a plain relative path
+    inside the model folder: the file is data, not a licence to read anywhere. The check is on the name, not the
+    resolved path, because in the Hugging Face cache every file of a snapshot is a symlink into `../../blobs/`."""
     parts = shard.replace("\\", "/").split("/")  # a backslash separates folders on Windows
     if "\0" in shard or os.path.isabs(shard) or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
-        raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model folder (expected a relative file "
-                              "name without '..'); refused")
+        raise CheckpointError(f"{index_path}: {what} {shard!r} lies outside the model folder (expected a relative "
+                              "file name without '..'); refused")
     return shard
 
 
 def to_float32(t: StoredTensor) -> np.ndarray:
-    """The tensor as float32: the mapped array itself for F32 (no copy), otherwise widened once."""
+    """The tensor as float32: the mapped array itself for F32 (no copy), otherwise widened once.
+
+    The first use of a weight: refuses one whose file was rewritten in place since it was mapped (see the module
+    docstring)."""
+    check_unchanged(t)
     if t.dtype == "F32":
         return t.array
     if t.dtype == "BF16":
         # bfloat16 is the top half of a float32: shift the 16 bits into place and reinterpret.
         return (t.array.astype(np.uint32) << 16).view(np.float32)
     return t.array.astype(np.float32)
+
+
+def check_unchanged(t: StoredTensor) -> None:
+    """Raise a CheckpointError if the file `t` is mapped from was rewritten in place (same file, other size or
+    mtime) since loading: reading it could kill the process with SIGBUS or give other weights than were checked.
+    A file deleted or replaced by another under its name is fine: the mapping still holds the old one."""
+    if t.stamp is None:
+        return
+    try:
+        now = _stamp(t.file.stat())
+    except OSError:
+        return  # gone: the mapping keeps the deleted file's data alive
+    if now[:2] == t.stamp[:2] and now != t.stamp:
+        raise CheckpointError(
+            f"{t.file}: changed on disk since it was loaded (size {t.stamp.size} -> {now.size} bytes, or modified "
+            "in place); its weights are memory-mapped and cannot be read safely: load the model again")
 
 
 def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
@@ -211,13 +262,8 @@ def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
         table = sinusoidal_positions(config.max_position_embeddings, config.embedding_size)
         by_name["embeddings.position_embeddings.weight"] = StoredTensor("F32", table, Path(where))
 
-    # Count the stored layers before listing every expected tensor: a corrupt config could ask for a billion
-    # layers, and only the layers really stored may size anything.
     L = config.num_hidden_layers
-    stored_layers = {n.split(".")[2] for n in by_name if n.startswith("encoder.layer.")}
-    if L > len(stored_layers) or not any(n.startswith(f"encoder.layer.{L - 1}.") for n in by_name):
-        raise CheckpointError(f"{where}: the config asks for num_hidden_layers = {L}, but the checkpoint stores "
-                              f"{len(stored_layers)} layer(s) (no tensor 'encoder.layer.{L - 1}.*')")
+    _check_layers(by_name, L, where)
     H = config.hidden_size
     shapes = expected_shapes(config)
     pooler = [n for n in POOLER_SHAPES if n in by_name]
@@ -241,6 +287,31 @@ def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
                 f"{t.file}: tensor {name!r} has shape {list(t.array.shape)}; the config implies {list(shape)}")
         selected[name] = t
     return selected
+
+
+LAYER_INDEX = re.compile(r"encoder\.layer\.([^.]*)\.")
+CANONICAL_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")  # what str(i) gives for a layer index below 10**9
+
+
+def _check_layers(names: Iterable[str], L: int, where: str) -> None:
+    """The checkpoint must store encoder layers 0..L-1, L from the config, and no other.
+
+    Runs before anything loops over L, and loops only over the names present: a corrupt config (or a tensor named
+    `encoder.layer.99999999.*`) must not make the loader list a billion expected tensors. A layer the config does
+    not have is refused rather than dropped: running a truncated model would be silently wrong.
+    """
+    stored = {m.group(1) for m in map(LAYER_INDEX.match, names) if m}
+    known = {int(i) for i in stored if CANONICAL_INDEX.fullmatch(i) and int(i) < L}
+    if len(known) < L:
+        first_missing = next(i for i in range(len(known) + 1) if i not in known)
+        raise CheckpointError(f"{where}: the config asks for num_hidden_layers = {L}, but the checkpoint stores "
+                              f"{len(stored)} layer(s) (no tensor 'encoder.layer.{first_missing}.*')")
+    extra = sorted(stored - {str(i) for i in known})
+    if extra:
+        listed = ", ".join(shown(i) for i in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise CheckpointError(f"{where}: the checkpoint stores encoder layer(s) {listed}, which the config "
+                              f"(num_hidden_layers = {L}: layers 0 to {L - 1}) does not have; expected a config "
+                              "that matches the weights")
 
 
 def check_finite(name: str, array: np.ndarray, *, strict: bool) -> None:

@@ -60,13 +60,13 @@ def test_header_not_an_object(tmp_path, header, kind):
 
 
 @pytest.mark.parametrize("raw,problem", [
-    (b"[" * 100_000, "RecursionError"),  # nested too deep for the parser
-    (b'{"a": ' + b"9" * 5000 + b"}", "ValueError"),  # an integer too long to convert
-    (b'{"a": 1', "JSONDecodeError"),
+    (b"[" * 100_000, "nested too deeply to parse"),
+    (b'{"a": ' + b"9" * 5000 + b"}", "Exceeds the limit"),  # an integer too long to convert
+    (b'{"a": 1', "Expecting ',' delimiter"),
 ])
 def test_header_json_that_breaks_the_parser(tmp_path, raw, problem):
     (tmp_path / "m.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
-    with pytest.raises(CheckpointError, match=rf"m\.safetensors: the header is not valid UTF-8 JSON \({problem}"):
+    with pytest.raises(CheckpointError, match=rf"m\.safetensors: the header: not valid JSON \({problem}"):
         read_safetensors(tmp_path / "m.safetensors")
 
 
@@ -153,9 +153,9 @@ def test_duplicate_tensor_across_shards(tmp_path):
 
 @pytest.mark.parametrize("text,message", [
     ("[1, 2]", r"config\.json: expected a JSON object, got list"),
-    ('{"vocab_size": ' + "9" * 5000 + "}", r"config\.json: not valid JSON \(ValueError"),
-    ("[" * 100_000, r"config\.json: not valid JSON \(RecursionError"),
-    (b"\xff\xfe{}", r"config\.json: not valid JSON \(UnicodeDecodeError"),
+    ('{"vocab_size": ' + "9" * 5000 + "}", r"config\.json: not valid JSON \(Exceeds the limit"),
+    ("[" * 100_000, r"config\.json: not valid JSON \(nested too deeply"),
+    (b"\xff\xfe{}", r"config\.json: not UTF-8 \(byte 0xff at offset 0\)"),
 ])
 def test_config_json_that_breaks_the_parser(tmp_path, text, message):
     folder = make_layout("base", tmp_path)
