@@ -23,6 +23,7 @@ import contextlib
 import json
 import mmap
 import os
+import reprlib
 import shutil
 import uuid
 import zlib
@@ -112,11 +113,21 @@ def check_words(words: Sequence[object], where: object) -> None:
     """Raise ``GloVeFormatError`` unless ``words`` are non-empty, unique strings without newlines."""
     seen: set[object] = set()
     for i, w in enumerate(words):
-        if not isinstance(w, str) or not w or "\n" in w or "\r" in w:
-            raise GloVeFormatError(where, f"word #{i} is {w!r}: words must be non-empty strings without line breaks")
+        if not isinstance(w, str) or not w or "\n" in w or "\r" in w or not _encodable(w):
+            raise GloVeFormatError(where, f"word #{i} is {reprlib.repr(w)}: words must be non-empty strings without "
+                                          "line breaks, valid Unicode (no lone surrogates)")
         if w in seen:
-            raise GloVeFormatError(where, f"word #{i} {w!r} appears twice; words must be unique")
+            raise GloVeFormatError(where, f"word #{i} {reprlib.repr(w)} appears twice; words must be unique")
         seen.add(w)
+
+
+def _encodable(word: str) -> bool:
+    """Whether ``word`` can be stored as UTF-8 (a lone surrogate cannot)."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TableWriter:
