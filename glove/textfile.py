@@ -44,6 +44,7 @@ _CHUNK_BYTES = 8 << 20
 # bounding it bounds the partial line carried between blocks.
 MAX_LINE_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+_OTHER_SPACE = re.compile(rb"[\t\r\x0b\x0c]")  # whitespace that bytes.split() splits on, besides space and newline
 _NUMBER = re.compile(rb"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
 # bzip2's "BZh" + level is followed by a block or end-of-stream magic: a text file may start with "BZh".
 _MAGIC: list[tuple[re.Pattern[bytes], Callable[[IO[bytes]], IO[bytes]]]] = [
@@ -256,12 +257,13 @@ class _ChunkParser:
             i = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)
             _check_line_length(self.display, first + i, lines[i])
         dim = self.dim
+        odd = _OTHER_SPACE.search(chunk) is not None  # rare: then the lines holding tabs, CRs... are normalised
         words: list[bytes] = []
         values: list[bytes] = []
         for i, line in enumerate(lines):
-            if line.count(b" ") == dim:  # the common case: "word v1 ... vD"
+            if line.count(b" ") == dim and not (odd and _OTHER_SPACE.search(line)):  # the common "word v1 ... vD"
                 word, _, rest = line.partition(b" ")
-                if word and not rest.endswith(b"\r"):
+                if word:
                     words.append(word)
                     values.append(rest)
                     continue
