@@ -164,6 +164,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 MAX_DEPTH = 100
 _MUTATORS = {"APPEND": 1, "SETITEM": 2, "BUILD": 1, "APPENDS": None, "SETITEMS": None, "ADDITEMS": None}
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+# Opcodes that push one object built from nothing on the stack: strings, numbers, globals... The mutable empty
+# containers are left out: each is a node of its own, whose depth grows as it is filled.
+_ATOMS = frozenset(
+    op.name for op in pickletools.opcodes
+    if not op.stack_before and op.stack_after and op.stack_after[0] is not pickletools.markobject
+) - _GETS - {"EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"}
 
 
 class _Node:
@@ -171,7 +179,7 @@ class _Node:
 
     __slots__ = ("depth", "held")
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int = 0):
         self.depth, self.held = depth, False
 
 
@@ -179,25 +187,25 @@ def check_nesting(data: bytes, path: Path) -> None:
     """``GloVeFormatError`` unless the pickle ``data`` is well formed and builds nothing nested > ``MAX_DEPTH``.
 
     A container's depth is final once another holds it: changing it afterwards (never done by gensim files,
-    but the way to hide depth from this count) is refused.
+    but the way to hide depth from this count) is refused. Atoms (strings, numbers) share one node.
     """
-    stack: list[_Node | None] = []  # None marks a MARK
+    stack: list[_Node] = []
+    marks: list[int] = []  # stack heights at each MARK
     memo: dict[int, _Node] = {}
+    atom = _Node()
 
     def pop_to_mark() -> list[_Node]:
-        if None not in stack:
-            raise ValueError("no MARK on the stack")
-        at = len(stack) - 1 - stack[::-1].index(None)
-        items = stack[at + 1 :]
+        at = marks.pop()  # IndexError: no MARK
+        items = stack[at:]
         del stack[at:]
-        return items  # type: ignore[return-value]
+        return items
 
     def pop(n: int) -> list[_Node]:
-        if n > len(stack) or None in stack[len(stack) - n :]:
+        if len(stack) - n < (marks[-1] if marks else 0):
             raise ValueError("stack underflow")
         items = stack[len(stack) - n :]
         del stack[len(stack) - n :]
-        return items  # type: ignore[return-value]
+        return items
 
     def nest(items: list[_Node], into: _Node) -> None:
         for item in items:
@@ -209,33 +217,35 @@ def check_nesting(data: bytes, path: Path) -> None:
     try:
         for op, arg, _ in pickletools.genops(data):
             name = op.name
-            if name in _MUTATORS:
+            if name in _ATOMS:
+                stack.append(atom)
+            elif name in _PUTS:
+                top = pop(1)[0]
+                stack.append(top)
+                memo[len(memo) if name == "MEMOIZE" else arg] = top
+            elif name in _GETS:
+                stack.append(memo[arg])
+            elif name == "MARK":
+                marks.append(len(stack))
+            elif name in _MUTATORS:
                 count = _MUTATORS[name]
                 items = pop_to_mark() if count is None else pop(count)
-                target = pop(1)[0]
+                (target,) = pop(1)
                 if target.held:
                     raise GloVeFormatError(path, f"{name} changes an object already inside another; gensim files "
                                                  "never do")
                 nest(items, target)
                 stack.append(target)
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                (top,) = pop(1)
-                memo[len(memo) if name == "MEMOIZE" else arg] = top
-                stack.append(top)
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo[arg])
-            elif name == "MARK":
-                stack.append(None)
             elif name == "DUP":
                 stack.extend(pop(1) * 2)
             elif op.stack_after or op.stack_before:  # builds one object from what it pops (or drops them)
                 items = pop_to_mark() if pickletools.markobject in op.stack_before else pop(len(op.stack_before))
                 if op.stack_after:
-                    stack.append(_Node(0))
-                    nest(items, stack[-1])  # type: ignore[arg-type]
+                    stack.append(_Node())
+                    nest(items, stack[-1])
     except GloVeFormatError:
         raise
-    except Exception as e:  # genops: bad opcode or argument (ValueError); the model: bad stack or memo
+    except Exception as e:  # genops: bad opcode or argument (ValueError); the model: bad stack, mark or memo
         raise GloVeFormatError(path, f"not a readable gensim pickle: {type(e).__name__}: {str(e):.200}") from None
 
 
