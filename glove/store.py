@@ -43,6 +43,7 @@ _CHECKSUMMED = ("norms.npy", "words.txt", "word_offsets.npy", "word_order.npy")
 # Data starts at this offset in vectors.npy: the header is rewritten once the row count is known.
 _NPY_HEADER_BYTES = 128
 _MAX_MANIFEST_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 20  # what a check of a whole file reads at once
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def _crc32(path: Path) -> int:
     """CRC-32 of a file, read in blocks: a crafted folder's huge file costs time, not memory."""
     crc = 0
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
+        while block := f.read(_BLOCK_BYTES):
             crc = zlib.crc32(block, crc)
     return crc
 
@@ -378,9 +379,17 @@ def _check_words_file(path: Path, blob: mmap.mmap, offsets: np.ndarray) -> None:
         raise GloVeFormatError(
             path, f"{size} bytes; word_offsets.npy must rise from 0 to the file size by at least 2 bytes a word"
         )
-    if not (data[offsets[1:] - 1] == ord("\n")).all() or np.count_nonzero(data == ord("\n")) != v:
+    if not (data[offsets[1:] - 1] == ord("\n")).all() or _count_newlines(data) != v:
         raise GloVeFormatError(path, f"expected {v} words each ending in the file's only newlines, at word_offsets.npy")
-    try:
-        codecs.utf_8_decode(blob, "strict", True)
-    except UnicodeDecodeError as e:
-        raise GloVeFormatError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for start in range(0, size, _BLOCK_BYTES):  # in blocks: a crafted file's size costs time, not memory
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(blob[start : start + _BLOCK_BYTES], final=start + _BLOCK_BYTES >= size)
+        except UnicodeDecodeError as e:
+            raise GloVeFormatError(path, f"not valid UTF-8 ({e.reason} at byte {start - pending + e.start})") from None
+
+
+def _count_newlines(data: np.ndarray) -> int:
+    """How many newline bytes the uint8 array holds, counted block by block."""
+    return sum(int(np.count_nonzero(data[i : i + _BLOCK_BYTES] == ord("\n"))) for i in range(0, len(data), _BLOCK_BYTES))
