@@ -24,7 +24,6 @@ import re
 import threading
 import warnings
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -150,7 +149,7 @@ def _line_chunks(stream: IO[bytes], where: str, progress: Callable[[], None]) ->
         tail, line = b"", 1
         while True:
             block = blocks.get()
-            if isinstance(block, Exception):
+            if isinstance(block, Exception) and not isinstance(block, MemoryError):  # whatever a decompressor raises
                 raise GloVeFormatError(where, f"corrupt or truncated compressed data: {block}") from block
             if isinstance(block, BaseException):
                 raise block
