@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from . import convert as convert_source
 from . import evaluate_wordsim, load
 from .textfile import ProgressFn
-from .errors import GloVeError
+from .errors import GloVeError, HubError
 from .table import GloVe
 
 DEFAULT_TABLE = "fse/glove-wiki-gigaword-100"
@@ -61,8 +62,9 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
 
 
 def cmd_analogy(args: argparse.Namespace) -> None:
-    print(f"{args.a} : {args.b} :: {args.c} : ?")
-    _print_neighbors(_open_table(args).most_similar(positive=[args.b, args.c], negative=[args.a], topn=args.n))
+    answer = _open_table(args).most_similar(positive=[args.b, args.c], negative=[args.a], topn=args.n)
+    print(f"{args.a} : {args.b} :: {args.c} : ?")  # only once there is an answer to head
+    _print_neighbors(answer)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -79,12 +81,16 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def cmd_eval_wordsim(args: argparse.Namespace) -> None:
     g = _open_table(args)
-    print(f"{'file':<28} {'spearman':>8} {'pairs':>6} {'skipped':>7}")
-    for path in args.files:
-        r = evaluate_wordsim(g, path, lowercase=not args.keep_case)
-        print(f"{os.path.basename(path):<28} {r.spearman:8.4f} {r.pairs:6d} {r.skipped:7d}")
+    with warnings.catch_warnings(record=True) as caught:  # low coverage: said on stderr, after the table
+        warnings.simplefilter("always")
+        results = [evaluate_wordsim(g, path, lowercase=not args.keep_case) for path in args.files]  # all checked first
+    print(f"{'file':<28} {'spearman':>8} {'pairs':>6} {'skipped':>7} {'coverage':>8}")
+    for path, r in zip(args.files, results):
+        print(f"{os.path.basename(path):<28} {r.spearman:8.4f} {r.pairs:6d} {r.skipped:7d} {r.coverage:8.1%}")
         if r.oov and args.verbose:
             print(f"  out of vocabulary: {' '.join(r.oov)}")
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (GloVeError, KeyError, ValueError, OSError) as e:
         message = e.args[0] if type(e) is KeyError else e  # a bare KeyError's str() adds quotes
+        if isinstance(e, HubError):
+            message = f"{message}; or give a local GloVe file instead (.txt, .txt.gz, .zip, .model or a converted folder)"
         print(f"error: {message}", file=sys.stderr)
         return 1
     return 0

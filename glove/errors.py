@@ -26,7 +26,7 @@ class GloVeFormatError(GloVeError, ValueError):
             text += f"\n    {_excerpt(excerpt)}"
         super().__init__(text)
 
-    def __reduce__(self) -> tuple[object, ...]:  # survives the trip back from a parser process
+    def __reduce__(self) -> tuple[object, ...]:  # picklable, e.g. back from a child process
         return (_rebuild, (type(self), self.path, self.message, self.line, self.excerpt))
 
 

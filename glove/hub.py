@@ -61,12 +61,14 @@ def fetch(source: str, *, filename: str | None = None, member: str | None = None
                 f"pass filename=... (a GloVe .txt/.txt.gz/.zip or a gensim .model), or use "
                 f"fse/glove-wiki-gigaword-100 or {STANFORD_REPO}"
             )
-    path = _download(repo_id, filename, revision)
-    if filename.endswith(".model"):
-        if member is not None:
-            raise HubError(f"{repo_id}/{filename} is a gensim model: member=... only applies to zips")
-        _download(repo_id, filename + ".vectors.npy", revision)
-    elif filename.endswith(".zip"):
+    if filename.endswith(".model") and member is not None:
+        raise HubError(f"{repo_id}/{filename} is a gensim model: member=... only applies to zips")
+    files = [filename, filename + ".vectors.npy"] if filename.endswith(".model") else [filename]
+    command = " ".join(["hf download", repo_id, *files, *(["--revision", revision] if revision else [])])
+    path = _download(repo_id, filename, revision, command)
+    for other in files[1:]:
+        _download(repo_id, other, revision, command)
+    if filename.endswith(".zip"):
         member = member or _DEFAULT_MEMBERS.get(filename)
     label = Path(member or filename).name
     return HubFiles(repo_id, path, member, label)
@@ -110,7 +112,8 @@ def go_offline_if_unreachable() -> Optional[str]:
     return f"{urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co')).hostname} cannot be reached"
 
 
-def _download(repo_id: str, filename: str, revision: str | None) -> Path:
+def _download(repo_id: str, filename: str, revision: str | None, command: str) -> Path:
+    """The local path of one file of a Hub table; ``command`` is the ``hf download`` line that fetches the table."""
     try:
         import huggingface_hub
         from huggingface_hub import constants, errors
@@ -119,13 +122,13 @@ def _download(repo_id: str, filename: str, revision: str | None) -> Path:
     unreachable = go_offline_if_unreachable()
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
-    except errors.LocalEntryNotFoundError as e:
+    except errors.LocalEntryNotFoundError:
         cache = constants.HF_HUB_CACHE
         why = ("offline mode is on (HF_HUB_OFFLINE=1)" if unreachable == "HF_HUB_OFFLINE is set"
                else unreachable or "the Hub could not be reached")
         raise HubError(
-            f"{repo_id}/{filename} is not in the Hugging Face cache {cache} and {why}. Download it once with network "
-            f"access, or point HF_HUB_CACHE/HF_HOME at a cache that holds it. ({e})"
+            f"{repo_id}/{filename} is not in the Hugging Face cache {cache} and {why}: fetch it once with network "
+            f"access (`{command}`), or point HF_HUB_CACHE/HF_HOME at a cache that holds it"
         ) from None
     except errors.RepositoryNotFoundError:
         raise HubError(f"{repo_id}: no such repository on the Hugging Face Hub (or it is private)") from None

@@ -11,7 +11,7 @@ from . import hub
 from .cache import cached_folder, default_cache_root, file_lock, fingerprint, open_cached
 from .errors import GloVeFormatError
 from .gensim_pickle import convert_keyed_vectors
-from .store import MappedTable, is_converted_folder, open_folder
+from .store import MappedTable, check_destination, is_converted_folder, open_folder
 from .table import GloVe
 from .textfile import ProgressFn, TextSource, convert_text
 
@@ -106,8 +106,8 @@ def _convert(source: PathLike, dest: PathLike | None, member: str | None, filena
     if dest is None:
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
         dest = cached_folder(root, _label(src.label), fp)
-    elif Path(dest).is_dir() and not is_converted_folder(Path(dest)) and any(Path(dest).iterdir()):
-        raise FileExistsError(f"{dest} exists and is not a converted GloVe folder; refusing to replace it")
+    else:
+        check_destination(Path(dest))  # before the work, not only when the result is put in place
     return Path(dest), _build_once(Path(dest), fp, build)
 
 

@@ -23,6 +23,7 @@ import contextlib
 import json
 import mmap
 import os
+import reprlib
 import shutil
 import uuid
 import zlib
@@ -41,6 +42,8 @@ MANIFEST = "manifest.json"
 _CHECKSUMMED = ("norms.npy", "words.txt", "word_offsets.npy", "word_order.npy")
 # Data starts at this offset in vectors.npy: the header is rewritten once the row count is known.
 _NPY_HEADER_BYTES = 128
+_MAX_MANIFEST_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 20  # what a check of a whole file reads at once
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,21 @@ def check_words(words: Sequence[object], where: object) -> None:
     """Raise ``GloVeFormatError`` unless ``words`` are non-empty, unique strings without newlines."""
     seen: set[object] = set()
     for i, w in enumerate(words):
-        if not isinstance(w, str) or not w or "\n" in w or "\r" in w:
-            raise GloVeFormatError(where, f"word #{i} is {w!r}: words must be non-empty strings without line breaks")
+        if not isinstance(w, str) or not w or "\n" in w or "\r" in w or not _encodable(w):
+            raise GloVeFormatError(where, f"word #{i} is {reprlib.repr(w)}: words must be non-empty strings without "
+                                          "line breaks, valid Unicode (no lone surrogates)")
         if w in seen:
-            raise GloVeFormatError(where, f"word #{i} {w!r} appears twice; words must be unique")
+            raise GloVeFormatError(where, f"word #{i} {reprlib.repr(w)} appears twice; words must be unique")
         seen.add(w)
+
+
+def _encodable(word: str) -> bool:
+    """Whether ``word`` can be stored as UTF-8 (a lone surrogate cannot)."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TableWriter:
@@ -128,21 +141,26 @@ class TableWriter:
     def __init__(self, dest: Path, dim: int):
         self.dest = Path(dest)
         self.dim = dim
+        check_destination(self.dest)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.dest.parent / f".{self.dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
         self.words: list[str] = []
         self._norms: list[np.ndarray] = []
         self._rows = 0
-        self._vectors = open(self.tmp / "vectors.npy", "wb")
-        self._vectors.write(b"\0" * _NPY_HEADER_BYTES)
+        try:
+            self._vectors = open(self.tmp / "vectors.npy", "wb")
+            self._vectors.write(b"\0" * _NPY_HEADER_BYTES)
+        except BaseException:  # __exit__ will not run for a constructor that failed
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
     def add(self, words: Sequence[str], rows: np.ndarray) -> None:
         """Append ``len(words)`` rows, float32 (n, D), whose norms the caller has checked to be finite."""
         rows = np.ascontiguousarray(rows, dtype="<f4")
         if rows.shape != (len(words), self.dim):
             raise ValueError(f"expected {len(words)} rows of {self.dim} values, got shape {rows.shape}")
-        self._vectors.write(memoryview(rows).cast("B"))
+        self._vectors.write(rows.reshape(-1).view(np.uint8))  # a flat byte view: also right when there are no rows
         self._norms.append(row_norms(rows))
         self.words.extend(words)
         self._rows += len(words)
@@ -150,7 +168,8 @@ class TableWriter:
     def add_table(self, words: Sequence[str], vectors: np.ndarray, where: object, rows_per_chunk: int = 1 << 16) -> None:
         """Append a whole (V, D) table chunk by chunk, so a mapped table is never all in memory at once."""
         for start in range(0, len(vectors), rows_per_chunk):
-            rows = vectors[start : start + rows_per_chunk]
+            with np.errstate(over="ignore"):  # checked as float32, the type stored: float64 1e300 becomes inf
+                rows = np.asarray(vectors[start : start + rows_per_chunk], dtype=np.float32)
             bad = np.flatnonzero(~np.isfinite(row_norms(rows)))
             if len(bad):
                 raise GloVeFormatError(where, f"row {start + bad[0]}: {TOO_LARGE}")
@@ -192,15 +211,25 @@ class TableWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def check_destination(dest: Path) -> None:
+    """``FileExistsError`` unless ``dest`` is absent, an empty folder or a converted folder: the only things a
+    conversion may replace (never a file, a link to one, a device, a FIFO, or a folder of other files)."""
+    if not os.path.lexists(dest):
+        return
+    if dest.is_symlink() or not dest.is_dir():
+        raise FileExistsError(f"{dest} exists and is not a folder; refusing to replace it with a converted table")
+    if not is_converted_folder(dest) and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} exists and is not a folder converted by glove; refusing to replace it")
+
+
 def publish(tmp: Path, dest: Path) -> None:
     """Rename the finished folder ``tmp`` to ``dest``, replacing an older converted folder there.
 
     The old folder is first moved aside (readers that already mapped its files keep working), so at no moment
     does ``dest`` hold a mixture of old and new files.
     """
+    check_destination(dest)  # again: something may have appeared there during the conversion
     if dest.exists():
-        if not is_converted_folder(dest) and any(dest.iterdir()):
-            raise FileExistsError(f"{dest} exists and is not a folder converted by glove; refusing to replace it")
         trash = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
         with contextlib.suppress(FileNotFoundError):  # a concurrent writer may have moved it already
             os.rename(dest, trash)
@@ -209,7 +238,12 @@ def publish(tmp: Path, dest: Path) -> None:
 
 
 def _crc32(path: Path) -> int:
-    return zlib.crc32(path.read_bytes())
+    """CRC-32 of a file, read in blocks: a crafted folder's huge file costs time, not memory."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK_BYTES):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def is_converted_folder(path: Path) -> bool:
@@ -220,11 +254,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of a converted folder; ``GloVeFormatError`` if missing, unreadable or of another format."""
     path = Path(folder) / MANIFEST
     try:
-        manifest = json.loads(path.read_text("utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_MANIFEST_BYTES + 1)
+        if len(raw) > _MAX_MANIFEST_BYTES:
+            raise GloVeFormatError(path, f"larger than {_MAX_MANIFEST_BYTES} bytes; a manifest is a few hundred")
+        manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise GloVeFormatError(folder, f"not a converted GloVe folder (no {MANIFEST})") from None
-    except (OSError, ValueError) as e:
-        raise GloVeFormatError(path, f"unreadable manifest: {e}") from None
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
+        raise GloVeFormatError(path, f"unreadable manifest: {type(e).__name__}: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise GloVeFormatError(path, f"not a {FORMAT_NAME} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -341,9 +379,17 @@ def _check_words_file(path: Path, blob: mmap.mmap, offsets: np.ndarray) -> None:
         raise GloVeFormatError(
             path, f"{size} bytes; word_offsets.npy must rise from 0 to the file size by at least 2 bytes a word"
         )
-    if not (data[offsets[1:] - 1] == ord("\n")).all() or np.count_nonzero(data == ord("\n")) != v:
+    if not (data[offsets[1:] - 1] == ord("\n")).all() or _count_newlines(data) != v:
         raise GloVeFormatError(path, f"expected {v} words each ending in the file's only newlines, at word_offsets.npy")
-    try:
-        codecs.utf_8_decode(blob, "strict", True)
-    except UnicodeDecodeError as e:
-        raise GloVeFormatError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for start in range(0, size, _BLOCK_BYTES):  # in blocks: a crafted file's size costs time, not memory
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(blob[start : start + _BLOCK_BYTES], final=start + _BLOCK_BYTES >= size)
+        except UnicodeDecodeError as e:
+            raise GloVeFormatError(path, f"not valid UTF-8 ({e.reason} at byte {start - pending + e.start})") from None
+
+
+def _count_newlines(data: np.ndarray) -> int:
+    """How many newline bytes the uint8 array holds, counted block by block."""
+    return sum(int(np.count_nonzero(data[i : i + _BLOCK_BYTES] == ord("\n"))) for i in range(0, len(data), _BLOCK_BYTES))

@@ -12,12 +12,11 @@ import numpy as np
 
 from .errors import GloVeError, GloVeFormatError
 from .store import (
-    MANIFEST,
     MappedTable,
     TableWriter,
     Vocabulary,
+    check_destination,
     check_words,
-    is_converted_folder,
     open_folder,
     row_norms,
 )
@@ -164,8 +163,7 @@ class GloVe:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the converted form into ``folder`` (atomically); ``GloVe.open``/``glove.load`` read it back."""
         folder = Path(folder)
-        if folder.exists() and not is_converted_folder(folder) and any(folder.iterdir()):
-            raise FileExistsError(f"{folder} exists and is not a converted GloVe folder (no {MANIFEST})")
+        check_destination(folder)
         words = self._vocab.all_words()
         with TableWriter(folder, self.dim) as writer:
             writer.add_table(words, self.vectors, folder)

@@ -616,8 +616,8 @@ def test_import_needs_numpy_only():
     assert out.stdout.strip() == "ok", out.stderr
 
 
-def test_parser_processes_give_the_same_table_and_errors(tmp_path, monkeypatch):
-    """The multi-process path (used for large files) on a small file cut into many chunks."""
+def test_many_chunks_give_the_same_table_and_errors(tmp_path, monkeypatch):
+    """A small file cut into many chunks: words, duplicates and line numbers carry across chunk boundaries."""
     from glove.textfile import TextSource, convert_text
 
     monkeypatch.setattr(glove.textfile, "_CHUNK_BYTES", 1 << 14)
@@ -625,41 +625,16 @@ def test_parser_processes_give_the_same_table_and_errors(tmp_path, monkeypatch):
     words = [f"w{i}" for i in range(3000)] + ["w5"]  # a duplicate in the last chunk
     src = write_table(tmp_path / "t.txt", words, rng.normal(size=(3001, 6)))
     with pytest.warns(UserWarning, match=r"'w5' \(line 3001\)"):
-        report = convert_text(TextSource(src), tmp_path / "par", workers=2)
+        report = convert_text(TextSource(src), tmp_path / "out")
     assert report.duplicates == 1 and report.lines == 3001
-    serial, parallel = reference_parse(src)[1][:3000], glove.load(tmp_path / "par")
-    assert list(parallel.index_to_key) == words[:3000] and np.array_equal(parallel.vectors, serial)
+    serial, chunked = reference_parse(src)[1][:3000], glove.load(tmp_path / "out")
+    assert list(chunked.index_to_key) == words[:3000] and np.array_equal(chunked.vectors, serial)
     lines = src.read_bytes().split(b"\n")
     lines[2500] = b"w2500 1 2 x 4 5 6"
     src.write_bytes(b"\n".join(lines))
     with pytest.raises(GloVeFormatError, match=r"line 2501: value 'x' is not a number") as info:
-        convert_text(TextSource(src), tmp_path / "par2", workers=2)
-    assert info.value.line == 2501 and not (tmp_path / "par2").exists()
-
-
-def test_a_pool_that_cannot_start_falls_back_to_in_process(tmp_path, monkeypatch):
-    from concurrent.futures.process import BrokenProcessPool
-
-    from glove.textfile import TextSource, convert_text
-
-    class NoProcesses:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-        def submit(self, *args, **kwargs):
-            raise BrokenProcessPool("no processes here")
-
-    monkeypatch.setattr(glove.textfile, "ProcessPoolExecutor", NoProcesses)
-    monkeypatch.setattr(glove.textfile, "_CHUNK_BYTES", 1 << 12)
-    src = write_table(tmp_path / "t.txt", [f"w{i}" for i in range(500)], np.random.default_rng(8).normal(size=(500, 4)))
-    convert_text(TextSource(src), tmp_path / "out", workers=2)
-    assert np.array_equal(glove.load(tmp_path / "out").vectors, reference_parse(src)[1])
+        convert_text(TextSource(src), tmp_path / "out2")
+    assert info.value.line == 2501 and not (tmp_path / "out2").exists()
 
 
 @pytest.mark.parametrize("n, k", [(5, 10), (1000, 3), (100_003, 10), (100_000, 1), (70_000, 300)])

@@ -55,13 +55,15 @@ def test_eval_wordsim_matches_an_independent_spearman(tmp_path, table, capsys):
     n = 5
     expected = 1 - 6 * ((human_ranks - model_ranks) ** 2).sum() / (n * (n * n - 1))  # = 0.9
     g = glove.load(table, cache_dir=tmp_path / "cache")
-    result = glove.evaluate_wordsim(g, pairs)
+    with pytest.warns(UserWarning, match=r"only 5 of 6 pairs \(83%\) have both words in the table"):
+        result = glove.evaluate_wordsim(g, pairs)
     assert result.spearman == pytest.approx(expected) == pytest.approx(0.9)
     assert (result.pairs, result.skipped, result.oov) == (5, 1, ["unicorn"])
     assert main(["eval-wordsim", str(pairs), "-t", str(table), "--cache-dir", str(tmp_path / "cache"), "-v"]) == 0
     out = capsys.readouterr().out
-    assert "0.9000" in out and "unicorn" in out and "     5       1" in out
-    assert glove.evaluate_wordsim(g, pairs, lowercase=False).skipped == 2
+    assert "0.9000" in out and "unicorn" in out and "     5       1    83.3%" in out
+    with pytest.warns(UserWarning, match="only 4 of 6 pairs"):
+        assert glove.evaluate_wordsim(g, pairs, lowercase=False).skipped == 2
 
 
 def test_wordsim_file_errors(tmp_path):
