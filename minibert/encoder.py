@@ -30,7 +30,7 @@ from .hub import DEFAULT_MODEL, resolve_model_dir
 from .io import progress, read_json
 from .modeling import BertModel
 from .tokenizer import Tokenizer, as_text_list, bool_setting, check_cls_sep
-from .weights import checked_relative_path
+from .weights import check_compatible, checked_relative_path
 
 Array = np.ndarray
 
@@ -228,11 +228,7 @@ class SentenceEncoder:
 
     def __init__(self, model: BertModel, tokenizer: Tokenizer, layout: Layout = PLAIN_BERT, *,
                  name_or_path: Optional[str] = None, revision: Optional[str] = None):
-        if tokenizer.vocab_size > model.config.vocab_size:
-            raise CheckpointError(
-                f"{name_or_path or model.name_or_path}: the tokenizer has {tokenizer.vocab_size} tokens but the "
-                f"model's embedding table only {model.config.vocab_size} (vocab_size); tokenizer and weights do "
-                "not belong together")
+        check_compatible(tokenizer, model)
         check_cls_sep(tokenizer)  # _pieces takes each row's first and last token for [CLS] and [SEP]
         self.model = model
         self.tokenizer = tokenizer

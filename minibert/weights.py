@@ -2,9 +2,12 @@
 
 A safetensors file is an 8-byte little-endian header length n, n bytes of JSON
 ({name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}), then the
-raw tensor bytes. We parse the header ourselves so that every malformed file gets a message
-naming the file and the problem, and map the payload with `mmap`: arrays are views of the
-file, so loading reads only the header and a tensor's pages are read when it is first used.
+raw tensor bytes. We parse the header ourselves rather than through the `safetensors` library, for
+three things it does not give a NumPy user: zero-copy arrays (the payload is mapped with `mmap` and
+each array is a view of the file, so loading reads only the header and a tensor's pages are read
+when first used; the library's NumPy loader copies every tensor into memory), bf16 without a
+framework (NumPy has no bfloat16: the library refuses it, we widen its bits), and errors that name
+the file and the tensor, with what was expected, for every malformed header.
 
 A mapped file must not shrink while it is mapped: touching a page past its new end kills the
 process with SIGBUS, which Python cannot catch. So each tensor remembers the file's identity,
@@ -326,10 +329,11 @@ def check_finite(name: str, array: np.ndarray, *, strict: bool) -> None:
 
 def check_compatible(tokenizer, model) -> None:
     """Refuse a tokenizer and a model that do not belong together: every id the tokenizer can produce must have a
-    row in the model's word embedding table. Call it where a tokenizer's output first meets a model."""
-    n, V = tokenizer.vocab_size, model.config.vocab_size
+    row in the model's word embedding table. Called where a tokenizer first meets a model (SentenceEncoder)."""
+    ids = max(tokenizer.get_vocab().values(), default=-1) + 1  # above vocab_size when a vocab.txt repeats a token
+    n, V = max(tokenizer.vocab_size, ids), model.config.vocab_size
     if n > V:
         raise CheckpointError(
-            f"tokenizer {tokenizer.name_or_path!r} has {n} tokens (ids up to {n - 1}), but model "
-            f"{model.name_or_path!r} has only {V} rows in its word embedding table (config vocab_size): expected a "
-            "tokenizer with at most vocab_size tokens; load both from the same checkpoint")
+            f"{tokenizer.name_or_path or model.name_or_path}: the tokenizer has {n} tokens (ids up to {n - 1}) but "
+            f"the model's embedding table only {V} (vocab_size) rows; tokenizer and weights do not belong together: "
+            "load both from the same checkpoint")

@@ -11,7 +11,8 @@ non-trivial LayerNorm and bias values; ELECTRA's embeddings are 24 wide, project
 table is sinusoidal; MPNet has its 32 relative-position buckets (transformers computes buckets for 32 whatever the config says). The MPNet and XLM-R folders are also
 sentence-transformers models (mean pooling, normalised), with sentence-transformers' embeddings stored.
 
-Each npz holds, per input case `<case>/`: input_ids, attention_mask (from transformers' tokenizer),
+Each npz holds, per input case `<case>/`: texts and pairs (empty when none), input_ids, attention_mask (from
+transformers' tokenizer, truncated at 60 tokens),
 last_hidden_state, pooler_output (if any), hidden_states (L+1, B, T, H), attentions (L, B, N, T, T); and
 `st/sentences`, `st/embeddings` where a sentence-transformers model was written; for MPNet, transformers'
 relative-position buckets of distances -700..700 (`buckets/relative`, `buckets/bucket`).
@@ -135,7 +136,8 @@ def references(folder: Path, model_class, st: bool) -> dict:
         batch.pop("token_type_ids", None)
         with torch.inference_mode():
             out = model(**batch, output_hidden_states=True, output_attentions=True)
-        stored = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy(),
+        stored = {"texts": np.array(texts), "pairs": np.array(pairs if pairs is not None else [], dtype=str),
+                  "input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy(),
                   "last_hidden_state": out.last_hidden_state.numpy(),
                   "hidden_states": torch.stack(out.hidden_states).numpy(),
                   "attentions": torch.stack(out.attentions).numpy()}

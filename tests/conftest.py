@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -39,6 +40,27 @@ def assert_batch_invariant(ours, theirs, label: str = "batch invariance (relativ
     scale = max(1.0, float(np.abs(theirs).max())) if theirs.size else 1.0
     d = float(np.abs(ours - theirs).max()) / scale if theirs.size else 0.0
     assert within(label, d, BATCH_RTOL)
+
+
+def mutate(data: bytes, edits, limit: Optional[int] = None) -> bytes:
+    """Apply (kind, position, value[, token]) edits, positions taken modulo the first `limit` bytes (default: all):
+    overwrite, insert or delete a byte, cut the rest, insert a token, or repeat the next `value` bytes."""
+    b = bytearray(data)
+    for kind, pos, value, *token in edits:
+        pos %= max(1, min(len(b), len(b) if limit is None else limit))
+        if kind == "set" and b:
+            b[pos] = value
+        elif kind == "insert":
+            b.insert(pos, value)
+        elif kind == "delete" and b:
+            del b[pos]
+        elif kind == "cut":
+            del b[pos:]
+        elif kind == "token":
+            b[pos:pos] = token[0]
+        elif kind == "repeat":
+            b[pos:pos] = b[pos:pos + value]
+    return bytes(b)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -10,16 +10,13 @@ from minibert import AutoModel, SentenceEncoder, Tokenizer
 FAMILIES = ["roberta", "xlm-roberta", "camembert", "distilbert", "electra", "mpnet"]
 CASES = ["classic", "pair", "padded", "empty", "unicode", "long"]
 HIDDEN_TOL, ATTENTION_TOL = 2e-5, 1e-5
-TEXTS = {
-    "classic": (["The cat sat on the mat.", "The cat chased the mouse."], None),
-    "pair": (["Is this the question?"], ["Yes, and this is the answer."]),
-    "padded": (["A short one.", "A much longer sentence, with quite a few more words than the first one.",
-                "Of middling length."], None),
-    "empty": ([""], None),
-    "unicode": (["Crème brûlée à la façade, naïve café.", "東京で猫が座った。", "Emoji 😀 🐈 Ünïcödé ΑΒΓ"], None),
-    "long": (["Attention lets every token look at every other token of its sentence. " * 12], None),
-}
-MAX_TOKENS = 60
+MAX_TOKENS = 60  # the fixtures' references are truncated here
+
+
+def texts_of(ref, case):
+    """The case's texts and pairs (None when the case has none), as stored beside its references."""
+    pairs = [str(p) for p in ref[f"{case}/pairs"]]
+    return [str(t) for t in ref[f"{case}/texts"]], pairs or None
 
 
 def folder(family):
@@ -36,7 +33,7 @@ def family(request):
 @pytest.mark.parametrize("case", CASES)
 def test_tokenizer_ids_equal_transformers(family, case):
     name, _, tok, ref = family
-    texts, pairs = TEXTS[case]
+    texts, pairs = texts_of(ref, case)
     batch = tok(texts, pairs, max_length=MAX_TOKENS)
     np.testing.assert_array_equal(batch["input_ids"], ref[f"{case}/input_ids"], err_msg=f"{name}/{case}")
     np.testing.assert_array_equal(batch["attention_mask"], ref[f"{case}/attention_mask"])
@@ -68,8 +65,8 @@ def test_forward_matches_pytorch(family, case, path):
 
 
 def test_batch_invariance(family):
-    name, model, tok, _ = family
-    texts = TEXTS["padded"][0] + TEXTS["unicode"][0]
+    name, model, tok, ref = family
+    texts = texts_of(ref, "padded")[0] + texts_of(ref, "unicode")[0]
     together = model(**tok(texts)).last_hidden_state
     for i, text in enumerate(texts):
         alone = model(**tok(text)).last_hidden_state[0]
@@ -101,7 +98,7 @@ def test_legacy_tokenizer_files_give_the_same_ids(tmp_path):
     (tmp_path / "roberta" / "tokenizer.json").unlink()
     tok = Tokenizer.from_pretrained(tmp_path / "roberta")
     for case in CASES:
-        texts, pairs = TEXTS[case]
+        texts, pairs = texts_of(ref, case)
         np.testing.assert_array_equal(tok(texts, pairs, max_length=MAX_TOKENS)["input_ids"], ref[f"{case}/input_ids"],
                                       err_msg=case)
     assert tok.get_vocab()["<mask>"] in tok("The cat <mask>.")["input_ids"][0]

@@ -30,13 +30,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import mutate
+
 import glove
 
 pytestmark = pytest.mark.skipif(not (hasattr(os, "fork") and Path("/proc/self/status").exists()),
                                 reason="the limited child process needs fork and /proc (Linux)")
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.filter_too_much])  # vectors are drawn finite by filtering
 MEMORY_MB = 300  # what a child may allocate beyond what it inherited: far above any input here
 TIMEOUT = 30.0
 
@@ -210,24 +213,6 @@ TOKENS = [b"nan", b"-inf", b"1e39", b"3e19", b"\n", b"\r", b"\t", b" ", b"  ", b
           b"-", b"e", b".", b"0x1p3", b"\xc3", b"1 2 3", b"\n\n", b"5 3\n"]
 EDIT = st.tuples(st.sampled_from(["set", "insert", "delete", "token", "repeat"]), st.integers(0, 1 << 16),
                  st.integers(0, 255), st.sampled_from(TOKENS))
-
-
-def mutate(data: bytes, edits: list[tuple[str, int, int, bytes]]) -> bytes:
-    """Overwrite, insert, delete a byte, insert a nasty token, or repeat a stretch (a duplicated block)."""
-    b = bytearray(data)
-    for kind, pos, value, token in edits:
-        pos %= max(1, len(b))
-        if kind == "set" and b:
-            b[pos] = value
-        elif kind == "insert":
-            b.insert(pos, value)
-        elif kind == "delete" and b:
-            del b[pos]
-        elif kind == "token":
-            b[pos:pos] = token
-        elif kind == "repeat":
-            b[pos:pos] = b[pos : pos + value]
-    return bytes(b)
 
 
 @FUZZ

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from minibert import BertModel, CheckpointError, ConfigError, MinibertError
 from minibert.weights import read_safetensors
+from conftest import mutate
 from wild import BASE, base_tensors, copy_side_files, make_layout, safetensors_bytes, write_sharded
 
 IDS = [[2, 22, 78, 65, 3]]
@@ -200,22 +201,6 @@ def reference_out() -> np.ndarray:
     if REFERENCE_OUT is None:
         REFERENCE_OUT = BertModel.from_pretrained(BASE)(IDS).last_hidden_state
     return REFERENCE_OUT
-
-
-def mutate(data: bytes, edits, limit: int) -> bytes:
-    """Apply (kind, position, byte) edits within the first `limit` bytes: overwrite, insert, delete, or cut."""
-    b = bytearray(data)
-    for kind, pos, value in edits:
-        pos = pos % max(1, min(limit, len(b)))
-        if kind == "set" and b:
-            b[pos] = value
-        elif kind == "insert":
-            b.insert(pos, value)
-        elif kind == "delete" and b:
-            del b[pos]
-        elif kind == "cut":
-            del b[pos:]
-    return bytes(b)
 
 
 EDITS = st.lists(st.tuples(st.sampled_from(["set", "set", "insert", "delete", "cut"]),
