@@ -25,7 +25,9 @@ class _OpenBLAS:
                "openblas_set_num_threads64_")
 
     def __init__(self):
-        self.lock = threading.Lock()
+        # Re-entrant: a caller already holding one BLAS thread (a profiler, a benchmark) may call the fast path,
+        # which asks for one thread again.
+        self.lock = threading.RLock()
         self.get: Optional[Callable[[], int]] = None
         self.set: Optional[Callable[[int], None]] = None
         for path in _loaded_libraries("openblas"):

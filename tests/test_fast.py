@@ -250,6 +250,22 @@ def test_one_thread_keeps_the_blas_on_one_thread(monkeypatch, minilm):
     assert seen == [1]
 
 
+def test_single_threaded_blas_nests(minilm):
+    """A caller inside blas.single_threaded() may run the fast path on one thread (which enters it again): no
+    deadlock, and the count is restored."""
+    import threading
+    ids = np.ones((1, 20), dtype=np.int64)
+
+    def nested():
+        with blas.single_threaded():
+            packed(minilm, ids, ids, 0 * ids, threads=1)
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "blas.single_threaded() deadlocked when nested"
+
+
 def test_num_threads_from_environment(monkeypatch):
     monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
     assert blas.num_threads() == 3
