@@ -319,8 +319,8 @@ def test_tokenizer_larger_than_embedding_table(tmp_path):
     folder = st_folder(tmp_path, {})
     with open(folder / "vocab.txt", "a", encoding="utf-8") as f:
         f.write("".join(f"extra{i}\n" for i in range(5)))
-    with pytest.raises(CheckpointError, match=r"the tokenizer has 3005 tokens but the model's embedding table "
-                                              r"only 3000 \(vocab_size\)"):
+    with pytest.raises(CheckpointError, match=r"the tokenizer has 3005 tokens \(ids up to 3004\) but the model's "
+                                              r"embedding table only 3000 \(vocab_size\)"):
         SentenceEncoder.from_pretrained(folder)
     model, tokenizer = BertModel.from_pretrained(folder), Tokenizer.from_pretrained(folder)
     with pytest.raises(CheckpointError, match="3005 tokens"):
