@@ -4,7 +4,7 @@
     N  attention heads   D  head size, H / N                                I  intermediate (feed-forward) size
     V  vocabulary size   E  embedding size (H, except ELECTRA's)            L  layers
 
-How the data flows (the functions below, in this order):
+How the data flows (the functions below are in this order, `linear` and `layer_norm` first):
     embeddings       what each token is + where it stands (+ which segment), layer-normed     (B, T) -> (B, T, H)
     encoder_layer    x L:  self_attention  every token reads from the others (the only step that mixes tokens)
                            feed_forward    each token on its own, H -> I -> H
@@ -13,7 +13,8 @@ How the data flows (the functions below, in this order):
 
 RoBERTa, XLM-R, CamemBERT, DistilBERT, ELECTRA and MPNet are this same pass. Their differences are the named
 steps `position_ids` (RoBERTa's count), `embeddings` (no token types, ELECTRA's projection) and
-`relative_position_bias` (MPNet); their other names for the same tensors are in params.py. Every array is
+`relative_position_bias` (MPNet, added to the scores by `attention_bias`); their other names for the same
+tensors are in params.py. Every array is
 float32; weights are stored as PyTorch's Linear stores them, (out, in), so a dense layer is x @ W.T + b.
 """
 
@@ -40,6 +41,29 @@ def layer_norm(x: Array, p: Norm, eps: float) -> Array:
     centred = x - mean
     variance = np.mean(centred * centred, axis=-1, keepdims=True)  # (..., 1)
     return centred / np.sqrt(variance + eps) * p.weight + p.bias
+
+
+def position_ids(input_ids: Array, config) -> Array:
+    """Each token's row of the position table.  (B, T) -> (B, T)
+
+    BERT, DistilBERT, ELECTRA: 0, 1, 2, ... RoBERTa, XLM-R, CamemBERT and MPNet count only tokens that are not
+    padding, starting after the padding id: pad_token_id + 1, + 2, ... (padding itself sits at pad_token_id),
+    which is why their 514-row tables hold 512 tokens.
+    """
+    if not config.positions_after_padding:
+        return np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
+    real = (input_ids != config.pad_token_id).astype(np.int64)
+    return np.cumsum(real, axis=1) * real + config.pad_token_id
+
+
+def embeddings(input_ids: Array, token_type_ids: Array, positions: Array, w, eps: float) -> Array:
+    """Each token starts as the sum of what it is, which segment it is in (not in DistilBERT, MPNet) and where it
+    stands, layer-normed; ELECTRA then projects its narrower embeddings up to H.  (B, T) ids -> (B, T, H)"""
+    x = w.word[input_ids]  # (B, T, E)
+    if w.token_type is not None:
+        x = x + w.token_type[token_type_ids]
+    x = layer_norm(x + w.position[positions], w.norm, eps)  # (B, T, E)
+    return linear(x, w.project) if w.project is not None else x  # (B, T, H)
 
 
 def softmax(x: Array) -> Array:
@@ -135,31 +159,8 @@ def pooler(hidden: Array, p: Linear) -> Array:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Where the families differ
+# What every layer adds to its attention scores: the padding mask, and MPNet's relative positions
 # ----------------------------------------------------------------------------------------------------------------
-
-def position_ids(input_ids: Array, config) -> Array:
-    """Each token's row of the position table.  (B, T) -> (B, T)
-
-    BERT, DistilBERT, ELECTRA: 0, 1, 2, ... RoBERTa, XLM-R, CamemBERT and MPNet count only tokens that are not
-    padding, starting after the padding id: pad_token_id + 1, + 2, ... (padding itself sits at pad_token_id),
-    which is why their 514-row tables hold 512 tokens.
-    """
-    if not config.positions_after_padding:
-        return np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
-    real = (input_ids != config.pad_token_id).astype(np.int64)
-    return np.cumsum(real, axis=1) * real + config.pad_token_id
-
-
-def embeddings(input_ids: Array, token_type_ids: Array, positions: Array, w, eps: float) -> Array:
-    """Each token starts as the sum of what it is, which segment it is in (not in DistilBERT, MPNet) and where it
-    stands, layer-normed; ELECTRA then projects its narrower embeddings up to H.  (B, T) ids -> (B, T, H)"""
-    x = w.word[input_ids]  # (B, T, E)
-    if w.token_type is not None:
-        x = x + w.token_type[token_type_ids]
-    x = layer_norm(x + w.position[positions], w.norm, eps)  # (B, T, E)
-    return linear(x, w.project) if w.project is not None else x  # (B, T, H)
-
 
 def relative_position_bucket(relative: Array, num_buckets: int, max_distance: int = 128) -> Array:
     """MPNet (after T5): the bucket of each key - query distance. Half the buckets for keys before the query,
