@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from minibert.explain import cosine, explain, main, sublayer_steps
+from minibert.explain import contributions, cosine, explain, main, sublayer_steps
 
 from conftest import REPO
 
@@ -59,24 +59,29 @@ def test_cat_starts_identical_then_moves_apart(classic_runs):
 
 def test_json_agrees_with_text(classic_runs):
     text, data = classic_runs
-    layer_line = re.compile(r"^  layer (\d+)  cos to prev (\S+)  norm (\S+)  moved (\S+) \| attention (\S+) "
-                            r"\((\d+)%\), FFN (\S+) \((\d+)%\)$")
+    layer_line = re.compile(r"^  layer (\d+)  cos to prev (\S+)  norm (\S+)  moved (\S+) = attention (\S+) "
+                            r"\+ FFN (\S+)\n    step lengths  attention (\S+), FFN (\S+) \(sum (\S+) > moved", re.M)
     blocks = text.split("\nsentence ")[1:]
     assert len(blocks) == len(data["sentences"]) == 2
     for block, s in zip(blocks, data["sentences"]):
         assert block.startswith(f"{data['sentences'].index(s) + 1}: {s['sentence']!r}")
-        found = [m.groups() for m in map(layer_line.match, block.splitlines()) if m]
+        found = layer_line.findall(block)
         assert len(found) == data["num_layers"]
-        for (layer, cos, norm, moved, att, att_pct, ffn, ffn_pct), j in zip(found, s["layers"][1:]):
+        for (layer, cos, norm, moved, att, ffn, att_step, ffn_step, total), j in zip(found, s["layers"][1:]):
             assert int(layer) == j["layer"]
             assert cos == f"{j['cosine_to_previous']:.4f}" and norm == f"{j['norm']:.3f}"
-            assert moved == f"{j['moved']:.3f}" and att == f"{j['attention_step']:.3f}"
-            assert ffn == f"{j['feed_forward_step']:.3f}" and int(att_pct) == round(100 * j["attention_share"])
-            assert int(att_pct) + int(ffn_pct) in (99, 100, 101)
+            assert moved == f"{j['moved']:.3f}" and att == f"{j['attention_along']:.3f}"
+            assert ffn == f"{j['feed_forward_along']:.3f}" and att_step == f"{j['attention_step']:.3f}"
+            assert ffn_step == f"{j['feed_forward_step']:.3f}"
+            assert j["attention_along"] + j["feed_forward_along"] == pytest.approx(j["moved"], rel=1e-5)
+            assert float(total) >= float(moved)  # the step lengths alone do not add up: the triangle inequality
+            np.testing.assert_allclose(sum(j["contribution"]), 1, atol=1e-5)
         all_heads = [ln for ln in block.splitlines() if ln.startswith("    all heads")]
         first = s["layers"][1]["attention"]
         best = int(np.argmax(first))
         assert all_heads[0].split()[2:4] == [s["tokens"][best], f"{first[best]:.3f}"]
+        sink = s["layers"][2]  # layer 2: [CLS] takes most of the weight and gives little of the content
+        assert sink["attention"][0] > 0.5 and sink["contribution"][0] < 0.15
     table = text.split("across sentences")[1].splitlines()[2:]
     for i, line in enumerate(table[:data["num_layers"] + 1]):
         layer, cos, dist = line.split()
@@ -100,6 +105,11 @@ def test_measurements_come_from_the_forward_pass(minilm, minilm_tokenizer):
         assert v.feed_forward_step == pytest.approx(np.linalg.norm(after - mid), rel=1e-5)
         assert v.attention_step + v.feed_forward_step >= v.moved * (1 - 1e-6)  # triangle inequality
         assert 0 < v.attention_share < 1
+        assert v.attention_along + v.feed_forward_along == pytest.approx(v.moved, rel=1e-5)
+        step = steps[i]  # the contributions are the attention output, taken apart token by token
+        parts = contributions(step, minilm.weights.layers[i], pieces, minilm.config.num_attention_heads)
+        np.testing.assert_allclose(parts.sum(axis=0) + minilm.weights.layers[i].attention_output.bias,
+                                   step.attention_output[pieces].mean(axis=0), atol=1e-5)
         np.testing.assert_allclose(v.attention.sum(), 1, atol=1e-5)
         assert not any(e.context[t] for t in pieces) and e.context[0] is False  # word and [CLS] are not context
         assert v.heads[v.top_heads[0]][list(np.flatnonzero(e.context))].max() >= \
