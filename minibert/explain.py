@@ -257,7 +257,9 @@ def to_json(model: BertModel, explanations: Sequence[Explanation]) -> dict:
             "layers": layers})
     return {"model": model.name_or_path, "num_layers": c.num_hidden_layers, "num_heads": c.num_attention_heads,
             "hidden_size": c.hidden_size, "definitions": DEFINITIONS, "sentences": sentences,
-            "across": across(explanations)}
+            "across": across(explanations),
+            "numbering": {"across.sentence": "1-based, as the text's S1, S2, ...: 1 is sentences[0]",
+                          "tokens, word.tokens": "0-based token positions, [CLS] at 0"}}
 
 
 def token_labels(tokens: Sequence[str]) -> List[str]:
@@ -278,7 +280,7 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
     for n, e in enumerate(explanations, 1):
         labels = token_labels(e.tokens)
         shown = " ".join(f"[{t}]" if i in e.word.tokens else t for i, t in enumerate(labels))
-        lines += ["", f"sentence {n}: {abbreviated(e.sentence)}, word {e.word.text!r} = token(s) "
+        lines += ["", f"sentence {n} (S{n}): {abbreviated(e.sentence)}, word {e.word.text!r} = token(s) "
                       f"{', '.join(map(str, e.word.tokens))} {' '.join(e.word.pieces)}",
                   f"  tokens: {shown}",
                   f"  layer 0  norm {np.linalg.norm(e.vectors[0]):.3f}  (input embedding: token + position + "
@@ -293,9 +295,9 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
             lines += [f"    head {h:<11} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
     if len(explanations) > 1:
         rows = across(explanations)
-        lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in sentence k vs in sentence 1 "
+        lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in Sk vs in S1 "
                       f"(layer 0 = input embedding)",
-                  "  layer" + "".join(f"  {'cos s' + str(r['sentence']):>8} {'dist s' + str(r['sentence']):>8}" for r in rows)]
+                  "  layer" + "".join(f"  {'cos S' + str(r['sentence']):>8} {'dist S' + str(r['sentence']):>8}" for r in rows)]
         for i in range(c.num_hidden_layers + 1):
             lines.append(f"  {i:>5}" + "".join(f"  {r['cosine'][i]:>8.4f} {r['distance'][i]:>8.4f}" for r in rows))
     lines += ["", "moved = attention + FFN: each sub-layer's step (with its layer norm) measured along the direction of",

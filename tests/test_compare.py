@@ -112,6 +112,7 @@ def test_layer_zero_holds_position_not_context(default_json):
     """The classic pair has "cat" at the same position: at layer 0 (input embedding) its two vectors coincide."""
     cat = default_json["words"][0]
     assert cat["word"] == "cat" and default_json["layer"] == default_json["layers"] == 6
+    assert cat["numbering"]["closest.closest"] == "0-based index into sentences"  # the text's S1 is index 0
     assert cat["cosine_by_layer"][0][0][1] == pytest.approx(1.0, abs=1e-6)
     assert cat["cosine_by_layer"][6][0][1] < 0.95
 
@@ -474,3 +475,44 @@ def test_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
         p.stdout.close()
         err = p.stderr.read().decode()
     assert p.returncode == 1 and err == ""
+
+
+# ---------------------------------------------------------------------------------------------- what to notice
+SPRING = [("Flowers bloom in the spring after the snow melts.", "season"), ("We plan to travel next spring.", "season"),
+          ("The spring in the old mattress squeaked.", "coil"), ("A broken spring made the clock stop.", "coil"),
+          ("They drank cold water from a mountain spring.", "water"),
+          ("The village grew around a natural spring.", "water")]
+
+
+def noticed(minilm, tokenizer, word, group):
+    """The report's numbers for `word` and its "notice" lines, joined into one text."""
+    static = compare.Static(compare.wordpiece_table(minilm, tokenizer), "word pieces", True)
+    r = compare.analyse(word, [s for s, _ in group], [sense for _, sense in group], minilm, tokenizer, static, 6)
+    lines = compare.notices(r)
+    assert lines and all(len(line) <= compare.WIDTH for line in lines)
+    return r, " ".join(" ".join(lines).split())
+
+
+def test_notices_name_each_occurrence_closest_to_another_sense(minilm, minilm_tokenizer):
+    r, text = noticed(minilm, minilm_tokenizer, "spring", SPRING)
+    cos, senses = r.cosine_by_layer[6], r.senses
+    strays = [c for c in r.closest if senses[c.closest] != senses[c.sentence]]
+    assert strays  # this set has one: the test covers the line
+    for c in strays:
+        same = max((j for j in range(6) if j != c.sentence and senses[j] == senses[c.sentence]),
+                   key=lambda j: cos[c.sentence, j])
+        assert (f"closest occurrence of S{c.sentence + 1} is S{c.closest + 1} (other sense) at {c.cosine:.3f}, above "
+                f"its same-sense S{same + 1} ({cos[c.sentence, same]:.3f})") in text
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6)]
+    gap = (np.mean([cos[i, j] for i, j in pairs if senses[i] == senses[j]])
+           - np.mean([cos[i, j] for i, j in pairs if senses[i] != senses[j]]))
+    assert f"same-sense pairs are {gap:.3f} more alike than different-sense ones at layer 6" in text
+
+
+def test_notices_without_senses_say_where_the_cosine_falls(minilm, minilm_tokenizer):
+    group = [("Turn on the light, please.", ""), ("The bag is very light.", ""), ("She lit a light in the window.", "")]
+    r, text = noticed(minilm, minilm_tokenizer, "light", group)
+    mean = [np.mean([c[0, 1], c[0, 2], c[1, 2]]) for c in r.cosine_by_layer]
+    fall = 1 + int(np.argmax(-np.diff(mean)))
+    assert f"the largest fall is in layer {fall} ({mean[fall - 1]:.3f} to {mean[fall]:.3f})" in text
+    assert "closest occurrence" not in text and "most alike: S" in text and "least alike: S" in text

@@ -64,7 +64,8 @@ def test_json_agrees_with_text(classic_runs):
     blocks = text.split("\nsentence ")[1:]
     assert len(blocks) == len(data["sentences"]) == 2
     for block, s in zip(blocks, data["sentences"]):
-        assert block.startswith(f"{data['sentences'].index(s) + 1}: {s['sentence']!r}")
+        n = data['sentences'].index(s) + 1
+        assert block.startswith(f"{n} (S{n}): {s['sentence']!r}")
         found = layer_line.findall(block)
         assert len(found) == data["num_layers"]
         for (layer, cos, norm, moved, att, ffn, att_step, ffn_step, total), j in zip(found, s["layers"][1:]):
@@ -150,7 +151,7 @@ def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
     sentence = "The cat " + "sat on the mat and " * 950  # about 18,000 characters, far over 512 tokens
     assert main(["explain", sentence, "--word", "cat"]) == 0
     out, err = capsys.readouterr()
-    echo = next(line for line in out.splitlines() if line.startswith("sentence 1: "))
+    echo = next(line for line in out.splitlines() if line.startswith("sentence 1 (S1): "))
     assert len(echo) < 300 and f"({len(sentence):,} characters)" in echo
     assert re.match(r"^minibert explain: sentence 1 has \d+ tokens; cut at the model's maximum of 512: the rest is "
                     r"not seen$", err.strip())
