@@ -445,31 +445,76 @@ def check_plot_path(path: Path) -> None:
 
 
 def figure(report: Report) -> Figure:
-    """Per word: each pair's contextual cosine by layer (left), the cosine heatmap at the layer shown (right)."""
+    """Per word: each pair's contextual cosine by layer (left; every word on the same y range), and the cosine
+    heatmap at the layer shown (right; colours fitted to the data, values in the cells, each row's closest
+    occurrence boxed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(report.words), 2, figsize=(11, 3.6 * len(report.words)), squeeze=False)
+    fig, axes = plt.subplots(len(report.words), 2, figsize=(11, 3.6 * len(report.words)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.25, 1]})
+    low = min(float(r.cosine_by_layer.min()) for r in report.words)
+    bottom = np.floor((low - 0.01) * 20) / 20  # the same y range for every word, on a 0.05 grid
     for (curves, heat), r in zip(axes, report.words):
-        labels, by_layer = r.labels, r.cosine_by_layer  # (L + 1, S, S)
-        for i in range(len(labels)):
-            for j in range(i + 1, len(labels)):
-                same = r.senses[i] == r.senses[j]
-                curves.plot(by_layer[:, i, j], marker="o", ms=3, color="tab:blue" if same else "tab:red",
-                            alpha=0.8, label="same sense" if same else "different sense")
-        curves.axhline(1.0, color="grey", ls="--", lw=1, label="static (always 1)")
-        handles = dict(zip(*reversed(curves.get_legend_handles_labels())))
-        curves.legend(handles.values(), handles.keys(), fontsize=8)
-        curves.set(title=f"'{r.word}': cosine between occurrences", xlabel="layer (0 = input embedding)",
-                   ylabel="cosine")
-        image = heat.imshow(r.contextual_cosine, vmin=-1 if by_layer.min() < 0 else 0, vmax=1, cmap="viridis")
-        heat.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        heat.set_yticks(range(len(labels)), labels, fontsize=8)
-        heat.set_title(f"'{r.word}': contextual cosine, layer {report.layer}")
-        fig.colorbar(image, ax=heat)
+        _curves(curves, r, bottom)
+        _heatmap(fig, heat, r, report.layer)
     fig.tight_layout()
     return fig
+
+
+def _curves(ax, r: WordReport, bottom: float) -> None:
+    """Each pair of occurrences' contextual cosine by layer, same-sense pairs blue, the others red."""
+    labels, by_layer = r.labels, r.cosine_by_layer  # (L + 1, S, S)
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            same = r.senses[i] == r.senses[j]
+            ax.plot(by_layer[:, i, j], marker="o", ms=3, color="tab:blue" if same else "tab:red", alpha=0.8,
+                    label=("same sense" if same else "different sense") if any(r.senses) else "a pair of occurrences")
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="static (always 1)")
+    handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+    ax.legend(handles.values(), handles.keys(), fontsize=8, loc="lower left")
+    ax.set(title=_curves_title(r), xlabel="layer (0 = input embedding)", ylabel="cosine between occurrences",
+           ylim=(bottom, 1.01), xticks=range(len(by_layer)))
+    ax.title.set_fontsize(10)
+
+
+def _curves_title(r: WordReport) -> str:
+    """What the curves show, in numbers: the same/other-sense gap, or where the cosine falls most."""
+    n, cos = len(r.senses), r.cosine_by_layer
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    groups = [[cos[r.layer, i, j] for i, j in pairs if (r.senses[i] == r.senses[j]) == same] for same in (1, 0)]
+    if any(r.senses) and all(groups):
+        gap = np.mean(groups[0]) - np.mean(groups[1])
+        return (f"'{r.word}': same-sense pairs (blue) {'closer' if gap > 0 else 'farther'} than others (red)\n"
+                f"by {abs(gap):.3f} on average at layer {r.layer}; static: 1 for all")
+    mean = [np.mean([c[i, j] for i, j in pairs]) for c in cos]
+    fall = 1 + int(np.argmax(-np.diff(mean)))
+    return f"'{r.word}': cosine between occurrences by layer\nfalls most in layer {fall}; static: 1 for all"
+
+
+def _heatmap(fig, ax, r: WordReport, layer: int) -> None:
+    """The contextual cosines at `layer` between different occurrences (the diagonal, always 1, greyed), colours
+    fitted to them, values printed, each row's closest occurrence boxed."""
+    from matplotlib.patches import Rectangle
+
+    labels, cos = r.labels, r.contextual_cosine
+    off = ~np.eye(len(cos), dtype=bool)
+    low, high = float(cos[off].min()), float(cos[off].max())
+    low, high = (low, high) if high - low > 1e-3 else (low - 0.05, high + 0.05)  # two occurrences: one value
+    image = ax.imshow(np.where(off, cos, np.nan), vmin=low, vmax=high, cmap="viridis")
+    ax.imshow(np.where(off, np.nan, 1.0), vmin=0, vmax=1, cmap="Greys", alpha=0.25)
+    for i, j in zip(*np.nonzero(off)):
+        dark = (cos[i, j] - low) / (high - low) < 0.6  # white text on the dark end of viridis
+        ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=7 if len(cos) > 6 else 8,
+                color="white" if dark else "black")
+    for c in r.closest:
+        ax.add_patch(Rectangle((c.closest - 0.5, c.sentence - 0.5), 1, 1, fill=False, edgecolor="crimson", lw=2))
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title(f"'{r.word}' at layer {layer}: cosine between occurrences\nboxed: each row's closest occurrence",
+                 fontsize=10)
+    fig.colorbar(image, ax=ax, label="cosine (colours span these values)")
 
 
 def _write_figure(fig: Figure, path: Path) -> None:
