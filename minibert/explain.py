@@ -317,8 +317,20 @@ def require_matplotlib() -> None:
                             "(or install minibert with its [plot] extra)") from None
 
 
+def word_attention(e: Explanation, probs: Array) -> Tuple[List[int], Array, Array]:
+    """Attention among the sentence's words: [CLS] and [SEP] dropped and each row rescaled to sum to 1, so that
+    word-to-word patterns show. probs: (T, T) -> (the kept token positions, (W, W) rescaled rows, (W,) the weight
+    each row had put on the dropped special tokens)"""
+    special = [not c and t not in e.word.tokens for t, c in enumerate(e.context)]
+    kept = [t for t in range(len(special)) if not special[t]]
+    rows = probs[np.ix_(kept, kept)]  # (W, W)
+    total = rows.sum(axis=1, keepdims=True)
+    return kept, np.divide(rows, total, out=np.zeros_like(rows), where=total > 0), 1 - total[:, 0]
+
+
 def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
-    """One attention heatmap (mean over heads) per layer and sentence, the word's rows outlined.
+    """One heatmap per layer and sentence: attention among the words (mean over heads), [CLS] and [SEP] left out
+    and each row rescaled (their share of the word's row is in the title), the word's rows outlined.
 
     Written atomically (minibert.io.atomic_output): a failed run leaves no half-written image.
     """
@@ -331,25 +343,39 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
     path = Path(path)
     check_output(path, option="--plot")  # before the figure is drawn
     fmt = path.suffix.lstrip(".").lower() or "png"
-    L = len(explanations[0].layers)
-    fig, axes = plt.subplots(len(explanations), L, squeeze=False,
-                             figsize=(2.6 * L, 2.8 * len(explanations) + 0.6), constrained_layout=True)
+    L, S = len(explanations[0].layers), len(explanations)
+    W = max(len(word_attention(e, e.attentions[0])[0]) for e in explanations)
+    side = max(1.7, 0.75 + 0.2 * W)  # inches per panel: room for its title however short the sentence
+    fig, axes = plt.subplots(S, L, squeeze=False, figsize=(side * L + 1.0, (side + 0.55) * S + 0.7),
+                             constrained_layout=True)
+    top = max(float(word_attention(e, probs)[1].max()) for e in explanations for probs in e.attentions)
+    top = min(1.0, np.ceil(top * 10) / 10)  # one colour scale for every panel, fitted to the data
     supported = fig.canvas.get_supported_filetypes()
     if fmt not in supported:
         plt.close(fig)
         raise MinibertError(f"--plot {path}: cannot write .{fmt} files; expected one of "
                             f"{', '.join('.' + f for f in sorted(supported))}")
-    for row, e in zip(axes, explanations):
+    for n, (row, e) in enumerate(zip(axes, explanations), 1):
         labels = token_labels(e.tokens)
         for ax, probs, v in zip(row, e.attentions, e.layers):
-            image = ax.imshow(probs, vmin=0, vmax=1, cmap="Blues")
-            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-            ax.set_yticks(range(len(labels)), labels, fontsize=7)
-            for t in e.word.tokens:
-                ax.add_patch(Rectangle((-0.5, t - 0.5), len(labels), 1, fill=False, edgecolor="crimson", lw=1.6))
-            ax.set_title(f"layer {v.layer}: {e.word.text!r} moved {v.moved:.2f}", fontsize=8)
-        row[0].set_ylabel(f"{e.sentence[:40]}\nquery (reads from →)", fontsize=7)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="attention, mean over heads")
+            kept, rows, parked = word_attention(e, probs)
+            image = ax.imshow(rows, vmin=0, vmax=top, cmap="Blues")
+            names = [labels[t] for t in kept]
+            ax.set_xticks(range(len(kept)), names, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(kept)), names if ax is row[0] else [], fontsize=7)
+            mine = [kept.index(t) for t in e.word.tokens]
+            for t in mine:
+                ax.add_patch(Rectangle((-0.5, t - 0.5), len(kept), 1, fill=False, edgecolor="crimson", lw=1.6))
+            ax.set_title(f"layer {v.layer}: moved {v.moved:.2f}\n{float(parked[mine].mean()):.0%} on [CLS]/[SEP]",
+                         fontsize=8)
+            if n == S:
+                ax.set_xlabel("key: read from", fontsize=7)
+        row[0].set_ylabel(f"S{n}: {e.sentence[:32]}{'…' if len(e.sentence) > 32 else ''}\nquery: reading",
+                          fontsize=7)
+    bar = fig.colorbar(image, ax=axes, shrink=0.9, fraction=0.03, pad=0.01)
+    bar.set_label("attention among the words (mean over heads;\n[CLS], [SEP] left out, each row rescaled to 1)",
+                  fontsize=8)
+    fig.suptitle(f"Whom does '{explanations[0].word.text}' read? (its rows outlined)", fontsize=10)
     try:
         with atomic_output(path, option="--plot") as f:
             fig.savefig(f, format=fmt, dpi=120)

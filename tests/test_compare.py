@@ -516,3 +516,25 @@ def test_notices_without_senses_say_where_the_cosine_falls(minilm, minilm_tokeni
     fall = 1 + int(np.argmax(-np.diff(mean)))
     assert f"the largest fall is in layer {fall} ({mean[fall - 1]:.3f} to {mean[fall]:.3f})" in text
     assert "closest occurrence" not in text and "most alike: S" in text and "least alike: S" in text
+
+
+def test_plot_panels_share_a_y_range_and_heatmaps_print_their_values(minilm, minilm_tokenizer, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+    static = compare.Static(compare.wordpiece_table(minilm, minilm_tokenizer), "word pieces", True)
+    words = tuple(compare.analyse(w, [s for s, _ in g], [x for _, x in g], minilm, minilm_tokenizer, static, 6)
+                  for w, g in [("spring", SPRING), compare.CLASSIC])
+    fig = compare.figure(compare.Report("minilm", 6, 6, "word pieces", True, words))
+    curves, heats = fig.axes[0:4:2], fig.axes[1:4:2]  # per word: curves, heatmap (colour bars come after)
+    assert curves[0].get_ylim() == curves[1].get_ylim()
+    assert curves[0].get_ylim()[0] <= min(r.cosine_by_layer.min() for r in words)
+    for heat, r in zip(heats, words):
+        S = len(r.senses)
+        assert len(heat.texts) == S * (S - 1)  # every off-diagonal cosine printed
+        low, high = heat.images[0].get_clim()
+        assert high < 1 and low <= r.contextual_cosine.min() + 1e-9  # fitted to the data, not 0..1
+    assert "closer than others" in curves[0].get_title() and "falls most in layer" in curves[1].get_title()
+    target = tmp_path / "c.png"
+    compare._write_figure(fig, target)
+    image = imread(target)
+    assert image.shape[0] > 500 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank

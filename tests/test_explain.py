@@ -155,3 +155,17 @@ def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
     assert len(echo) < 300 and f"({len(sentence):,} characters)" in echo
     assert re.match(r"^minibert explain: sentence 1 has \d+ tokens; cut at the model's maximum of 512: the rest is "
                     r"not seen$", err.strip())
+
+
+def test_plot_shows_word_to_word_attention_with_labelled_axes(minilm, minilm_tokenizer, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+    from minibert.explain import plot, word_attention
+    e = explain(minilm, minilm_tokenizer, "The unaffable hedgehog slept.", "hedgehog")
+    kept, rows, parked = word_attention(e, e.attentions[1])
+    assert e.tokens[kept[0]] != "[CLS]" and e.tokens[kept[-1]] != "[SEP]" and len(kept) == len(e.tokens) - 2
+    np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-5)
+    assert (parked > 0).all() and (parked < 1).all()
+    target = plot([e, explain(minilm, minilm_tokenizer, "A hedgehog ate.", "hedgehog")], tmp_path / "e.png")
+    image = imread(target)
+    assert image.shape[0] > 300 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank
