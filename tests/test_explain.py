@@ -144,6 +144,12 @@ def test_tour_is_current():
     r = subprocess.run([sys.executable, "docs/make_tour.py", "--check"], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    tour = (REPO / "docs" / "how-attention-builds-context.md").read_text(encoding="utf-8")
+    for heading in ("Queries, keys and values", "Why a dot product measures relevance", "Why divide by √D",
+                    "Why several heads", "What each token contributes: weight × value",
+                    "Adding back: the residual and post-LN", "The division of labour", "The last layer's drop"):
+        assert f"### {heading}\n" in tour
+    assert tour.index("`the@1`") < tour.index("the@1 0.175")  # the notation is explained before it is used
 
 
 def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
