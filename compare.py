@@ -346,7 +346,8 @@ def _legend(report: Report) -> List[str]:
     if same:
         layer0 += "; the same word at the same position scores 1.000 there"
     if moved:
-        layer0 += f"{',' if same else ';'} at two positions {min(moved):.2f}-{max(moved):.2f} (only the position differs)"
+        layer0 += (f"{',' if same else ';'} at two positions {min(moved):.2f}-{max(moved):.2f} (only the position "
+                   "differs)")
     out = [layer0]
     if report.static_wordpieces:
         out.append("static = the model's input word-piece table in place of GloVe: the word's row, before position "

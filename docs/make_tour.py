@@ -107,7 +107,8 @@ def contribution_table(e: Explanation, layers: Sequence[int]) -> str:
 
 def value_norms(model: BertModel, batch, layer: int) -> np.ndarray:
     """|vₛ W_O| of each token s in each head of `layer` (1-based), the mean over the heads.  -> (T,)"""
-    step, w, N = sublayer_steps(model, batch)[layer - 1], model.weights.layers[layer - 1], model.config.num_attention_heads
+    step, w = sublayer_steps(model, batch)[layer - 1], model.weights.layers[layer - 1]
+    N = model.config.num_attention_heads
     values = split_heads(np.split(linear(step.before[None], w.qkv), 3, axis=-1)[2], N)[0]  # (N, T, D)
     per_head = np.einsum("ntd,hnd->nth", values, w.attention_output.weight.reshape(-1, N, values.shape[-1]))
     return np.linalg.norm(per_head, axis=-1).mean(axis=0)

@@ -300,7 +300,8 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
                   "  layer" + "".join(f"  {'cos S' + str(r['sentence']):>8} {'dist S' + str(r['sentence']):>8}" for r in rows)]
         for i in range(c.num_hidden_layers + 1):
             lines.append(f"  {i:>5}" + "".join(f"  {r['cosine'][i]:>8.4f} {r['distance'][i]:>8.4f}" for r in rows))
-    lines += ["", "moved = attention + FFN: each sub-layer's step (with its layer norm) measured along the direction of",
+    lines += ["", "moved = attention + FFN: each sub-layer's step (with its layer norm) measured along the "
+                  "direction of",
               "  the whole move, so the two add up; step lengths: how far each went in any direction",
               "weight x value: each token's share of what the word's attention output is made of, |weight x value W_O|",
               "  (Kobayashi et al. 2020); [CLS] and [SEP] often take much weight and give little (an attention sink)",
