@@ -8,7 +8,9 @@ Every number comes from the model's own reference functions (model.py), composed
 (`sublayer_steps`) so that the forward pass itself carries no tracing code.
 
 What is measured, per layer l = 1..L, for the word's vector w (the mean of its word pieces' rows, as
-`minibert.word_vectors` takes it). Each encoder layer is post-LN, so the residual stream takes two steps:
+`minibert.word_vectors` takes it). Each sub-layer's output is added to its input (the residual: a correction
+written into the token's vector, not a replacement) and the sum is then layer-normed ("post-LN"), so the word's
+vector (its row of the residual stream) takes two steps per layer:
 
     x_{l-1}                                   the word's vector entering the layer (layer 0: the input embedding)
     x_att = LN1(x_{l-1} + Attention(x_{l-1}))  after the attention sub-layer   
