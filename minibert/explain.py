@@ -294,7 +294,7 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
                       f"(sum {v.attention_step + v.feed_forward_step:.3f} > moved: their sideways parts cancel)",
                       f"    all heads       {_weights(v.attention, labels, top)}",
                       f"    weight x value  {_weights(v.contribution, labels, top)}"]
-            lines += [f"    head {h:<11} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
+            lines += [f"    head {h:<10} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
     if len(explanations) > 1:
         rows = across(explanations)
         lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in Sk vs in S1 "
