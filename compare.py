@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,10 @@ POLYSEMY = [
               ("My cell battery died, so I could not text you.", "phone")]),
 ]
 WordSet = Tuple[str, List[Tuple[str, str]]]  # (word, [(sentence, sense)])
+# Which base each field numbering sentences uses (the text report says S1, S2, ... for sentences[0], [1], ...).
+NUMBERING = {"text": "S1 is sentences[0]", "closest.sentence": "0-based index into sentences",
+             "closest.closest": "0-based index into sentences", "static_cosine, contextual_cosine, cosine_by_layer":
+             "rows and columns are 0-based indices into sentences"}
 
 
 class UsageError(Exception):
@@ -185,6 +190,7 @@ class WordReport:
             "cosine_by_layer": self.cosine_by_layer.tolist(),
             "static_neighbours": [[w, c] for w, c in self.static_neighbours],
             "closest": [c.to_json() for c in self.closest],
+            "numbering": NUMBERING,
         }
 
 
@@ -292,7 +298,7 @@ def render(r: WordReport, static_name: str) -> List[str]:
     for c in r.closest:
         out.append(f"  {labels[c.sentence]:<{lw}}  {_fit(neighbours, nw):<{nw}}  {labels[c.closest]:<{lw}} "
                    f"{c.cosine:6.3f}")
-    return out
+    return out + [""] + notices(r)
 
 
 def _cosine_table(r: WordReport) -> List[str]:
@@ -323,11 +329,75 @@ def render_report(report: Report) -> List[str]:
     """The whole text report: a heading, then one section per word."""
     name = Path(report.model).name
     lines = [f"{name} ({report.layers} layers) vs static {report.static_name}",
-             f"contextual vectors from layer {report.layer} of {report.layers}; "
-             "layer 0 is the input embedding: no context, only position", ""]
+             f"contextual vectors from layer {report.layer} of {report.layers}"] + _legend(report) + [""]
     for k, r in enumerate(report.words):
         lines += ([""] if k else []) + render(r, report.static_name)
     return lines
+
+
+def _legend(report: Report) -> List[str]:
+    """What the report's terms mean, each said once, before it is needed."""
+    same, moved = [], []  # layer-0 cosines of occurrences at the same / at different token positions
+    for r in report.words:
+        for i in range(len(r.locations)):
+            for j in range(i + 1, len(r.locations)):
+                (same if r.locations[i].tokens == r.locations[j].tokens else moved).append(r.cosine_by_layer[0, i, j])
+    layer0 = "layer 0 = the input embedding (word piece + position + segment), before any attention: no context yet"
+    if same:
+        layer0 += "; the same word at the same position scores 1.000 there"
+    if moved:
+        layer0 += (f"{',' if same else ';'} at two positions {min(moved):.2f}-{max(moved):.2f} (only the position "
+                   "differs)")
+    out = [layer0]
+    if report.static_wordpieces:
+        out.append("static = the model's input word-piece table in place of GloVe: the word's row, before position "
+                   "and context")
+    texts = [p for r in report.words for p in (*(x for w in r.locations for x in w.pieces),
+                                               *(n for n, _ in r.static_neighbours))]
+    if any(t.startswith("##") for t in texts):
+        out.append("##x = a word piece that continues a word (the tokenizer cuts a word it lacks into pieces)")
+    return [line for text in out for line in _wrap(text, "", "  ")]
+
+
+def _wrap(text: str, first: str, rest: str) -> List[str]:
+    """`text` in lines of at most WIDTH characters, the first indented by `first`, the others by `rest`."""
+    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
+
+
+def notices(r: WordReport) -> List[str]:
+    """"What to notice" for one word, read off its numbers: with senses, the occurrences whose closest one has
+    another sense and the gap between same- and different-sense means; without, where the cosines fall most."""
+    labels, cos, n = [f"S{i + 1}" for i in range(len(r.senses))], r.cosine_by_layer, len(r.senses)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    out = []
+    if any(r.senses):
+        for c in r.closest:
+            if r.senses[c.closest] != r.senses[c.sentence]:
+                same = [j for j in range(n) if j != c.sentence and r.senses[j] == r.senses[c.sentence]]
+                best = max(same, key=lambda j: cos[r.layer, c.sentence, j]) if same else None
+                out.append(f"closest occurrence of {labels[c.sentence]} is {labels[c.closest]} (other sense) at "
+                           f"{c.cosine:.3f}" + (f", above its same-sense {labels[best]} "
+                                                f"({cos[r.layer, c.sentence, best]:.3f})" if best is not None else ""))
+        gaps = []
+        for k in range(len(cos)):
+            groups = [[cos[k, i, j] for i, j in pairs if (r.senses[i] == r.senses[j]) == same] for same in (1, 0)]
+            gaps.append(np.mean(groups[0]) - np.mean(groups[1]) if all(groups) else None)
+        if gaps[r.layer] is not None:
+            best = max(range(len(gaps)), key=lambda k: gaps[k])
+            out.append(f"same-sense pairs are {gaps[r.layer]:.3f} more alike than different-sense ones at layer "
+                       f"{r.layer}; the gap is widest at layer {best} ({gaps[best]:.3f})")
+        if not out[:-1]:
+            out.insert(0, "every occurrence is closest to one of the same sense")
+    else:
+        mean = [np.mean([cos[k, i, j] for i, j in pairs]) for k in range(len(cos))]
+        drop = max(range(1, len(cos)), key=lambda k: mean[k - 1] - mean[k])
+        out.append(f"{'mean ' if n > 2 else ''}cosine {mean[0]:.3f} at layer 0, {mean[r.layer]:.3f} at layer "
+                   f"{r.layer}; the largest fall is in layer {drop} ({mean[drop - 1]:.3f} to {mean[drop]:.3f})")
+        if n > 2:
+            near, far = (f(pairs, key=lambda p: cos[r.layer, p[0], p[1]]) for f in (max, min))
+            out.append(f"most alike: {labels[near[0]]} ~ {labels[near[1]]} ({cos[r.layer][near]:.3f}); least "
+                       f"alike: {labels[far[0]]} ~ {labels[far[1]]} ({cos[r.layer][far]:.3f})")
+    return [wrapped for line in out for wrapped in _wrap(line + ".", "  notice: ", " " * 10)]
 
 
 def render_wic(w: wic.WicResult, model_name: str) -> List[str]:
@@ -376,31 +446,76 @@ def check_plot_path(path: Path) -> None:
 
 
 def figure(report: Report) -> Figure:
-    """Per word: each pair's contextual cosine by layer (left), the cosine heatmap at the layer shown (right)."""
+    """Per word: each pair's contextual cosine by layer (left; every word on the same y range), and the cosine
+    heatmap at the layer shown (right; colours fitted to the data, values in the cells, each row's closest
+    occurrence boxed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(report.words), 2, figsize=(11, 3.6 * len(report.words)), squeeze=False)
+    fig, axes = plt.subplots(len(report.words), 2, figsize=(11, 3.6 * len(report.words)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.25, 1]})
+    low = min(float(r.cosine_by_layer.min()) for r in report.words)
+    bottom = np.floor((low - 0.01) * 20) / 20  # the same y range for every word, on a 0.05 grid
     for (curves, heat), r in zip(axes, report.words):
-        labels, by_layer = r.labels, r.cosine_by_layer  # (L + 1, S, S)
-        for i in range(len(labels)):
-            for j in range(i + 1, len(labels)):
-                same = r.senses[i] == r.senses[j]
-                curves.plot(by_layer[:, i, j], marker="o", ms=3, color="tab:blue" if same else "tab:red",
-                            alpha=0.8, label="same sense" if same else "different sense")
-        curves.axhline(1.0, color="grey", ls="--", lw=1, label="static (always 1)")
-        handles = dict(zip(*reversed(curves.get_legend_handles_labels())))
-        curves.legend(handles.values(), handles.keys(), fontsize=8)
-        curves.set(title=f"'{r.word}': cosine between occurrences", xlabel="layer (0 = input embedding)",
-                   ylabel="cosine")
-        image = heat.imshow(r.contextual_cosine, vmin=-1 if by_layer.min() < 0 else 0, vmax=1, cmap="viridis")
-        heat.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        heat.set_yticks(range(len(labels)), labels, fontsize=8)
-        heat.set_title(f"'{r.word}': contextual cosine, layer {report.layer}")
-        fig.colorbar(image, ax=heat)
+        _curves(curves, r, bottom)
+        _heatmap(fig, heat, r, report.layer)
     fig.tight_layout()
     return fig
+
+
+def _curves(ax, r: WordReport, bottom: float) -> None:
+    """Each pair of occurrences' contextual cosine by layer, same-sense pairs blue, the others red."""
+    labels, by_layer = r.labels, r.cosine_by_layer  # (L + 1, S, S)
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            same = r.senses[i] == r.senses[j]
+            ax.plot(by_layer[:, i, j], marker="o", ms=3, color="tab:blue" if same else "tab:red", alpha=0.8,
+                    label=("same sense" if same else "different sense") if any(r.senses) else "a pair of occurrences")
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="static (always 1)")
+    handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+    ax.legend(handles.values(), handles.keys(), fontsize=8, loc="lower left")
+    ax.set(title=_curves_title(r), xlabel="layer (0 = input embedding)", ylabel="cosine between occurrences",
+           ylim=(bottom, 1.01), xticks=range(len(by_layer)))
+    ax.title.set_fontsize(10)
+
+
+def _curves_title(r: WordReport) -> str:
+    """What the curves show, in numbers: the same/other-sense gap, or where the cosine falls most."""
+    n, cos = len(r.senses), r.cosine_by_layer
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    groups = [[cos[r.layer, i, j] for i, j in pairs if (r.senses[i] == r.senses[j]) == same] for same in (1, 0)]
+    if any(r.senses) and all(groups):
+        gap = np.mean(groups[0]) - np.mean(groups[1])
+        return (f"'{r.word}': same-sense pairs (blue) {'closer' if gap > 0 else 'farther'} than others (red)\n"
+                f"by {abs(gap):.3f} on average at layer {r.layer}; static: 1 for all")
+    mean = [np.mean([c[i, j] for i, j in pairs]) for c in cos]
+    fall = 1 + int(np.argmax(-np.diff(mean)))
+    return f"'{r.word}': cosine between occurrences by layer\nfalls most in layer {fall}; static: 1 for all"
+
+
+def _heatmap(fig, ax, r: WordReport, layer: int) -> None:
+    """The contextual cosines at `layer` between different occurrences (the diagonal, always 1, greyed), colours
+    fitted to them, values printed, each row's closest occurrence boxed."""
+    from matplotlib.patches import Rectangle
+
+    labels, cos = r.labels, r.contextual_cosine
+    off = ~np.eye(len(cos), dtype=bool)
+    low, high = float(cos[off].min()), float(cos[off].max())
+    low, high = (low, high) if high - low > 1e-3 else (low - 0.05, high + 0.05)  # two occurrences: one value
+    image = ax.imshow(np.where(off, cos, np.nan), vmin=low, vmax=high, cmap="viridis")
+    ax.imshow(np.where(off, np.nan, 1.0), vmin=0, vmax=1, cmap="Greys", alpha=0.25)
+    for i, j in zip(*np.nonzero(off)):
+        dark = (cos[i, j] - low) / (high - low) < 0.6  # white text on the dark end of viridis
+        ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=7 if len(cos) > 6 else 8,
+                color="white" if dark else "black")
+    for c in r.closest:
+        ax.add_patch(Rectangle((c.closest - 0.5, c.sentence - 0.5), 1, 1, fill=False, edgecolor="crimson", lw=2))
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title(f"'{r.word}' at layer {layer}: cosine between occurrences\nboxed: each row's closest occurrence",
+                 fontsize=10)
+    fig.colorbar(image, ax=ax, label="cosine (colours span these values)")
 
 
 def _write_figure(fig: Figure, path: Path) -> None:

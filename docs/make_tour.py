@@ -24,12 +24,13 @@ import numpy as np
 
 from minibert import DEFAULT_MODEL, BertModel, Tokenizer
 from minibert import model as model_module
-from minibert.explain import Explanation, cosine, explain, token_labels
+from minibert.explain import Explanation, cosine, explain, sublayer_steps, token_labels
 from minibert.model import layer_norm, linear, softmax, split_heads
 
 DOC = Path(__file__).resolve().parent / "how-attention-builds-context.md"
 SENTENCES = ("The cat sat on the mat.", "The cat chased the mouse.")
 WORD = "cat"
+PIECES_EXAMPLE = "hedgehogs"  # a word the vocabulary holds only in pieces
 NOISE = 1e-5  # relative float32 noise a number may carry between machines
 
 fragile: List[str] = []
@@ -72,6 +73,135 @@ def top_context(e: Explanation, row: np.ndarray, n: int = 3) -> str:
     labels = token_labels(e.tokens)
     order = [t for t in np.argsort(-row, kind="stable") if e.context[t]][:n]
     return ", ".join(f"{labels[t]} {num(row[t], 3)}" for t in order)
+
+
+def head_roles(e: Explanation, heads: np.ndarray) -> str:
+    """What the heads of one layer do for the word, in words: which head reads the previous token, which park their
+    weight on [CLS] and [SEP], which read which context word.  heads: (N, T)"""
+    labels, (t,) = token_labels(e.tokens), e.word.tokens[:1]
+    special = np.array([not c and i not in e.word.tokens for i, c in enumerate(e.context)])
+    previous = [h for h in range(len(heads)) if int(np.argmax(heads[h])) == t - 1 and heads[h].max() > 0.5]
+    parked = [h for h in range(len(heads)) if h not in previous and heads[h][special].sum() > 0.5]
+    readers: dict = {}
+    for h in range(len(heads)):
+        if h not in previous and h not in parked:
+            s = max((s for s in range(len(labels)) if e.context[s]), key=lambda s: heads[h][s])
+            readers.setdefault(labels[s], []).append(h)
+    said = [f"head {', '.join(map(str, previous))} puts {num(heads[previous[0]].max(), 3)} on the token just before "
+            f'"{WORD}" ({labels[t - 1]})'] if previous else []
+    if parked:
+        said.append(f"heads {', '.join(map(str, parked))} give more than half their weight to [CLS] and [SEP]")
+    said += [f"head{'s' if len(hs) > 1 else ''} {', '.join(map(str, hs))} read{'' if len(hs) > 1 else 's'} "
+             f'"{word}" most among the words' for word, hs in sorted(readers.items(), key=lambda kv: -len(kv[1]))]
+    return "So, in one layer: " + "; ".join(said) + "."
+
+
+def contribution_table(e: Explanation, layers: Sequence[int]) -> str:
+    """Per token: its attention weight and its share of the content (weight × value), in the given layers."""
+    labels = token_labels(e.tokens)
+    return table(["token"] + [f"layer {n}: {what}" for n in layers for what in ("weight", "weight × value")],
+                 [[labels[s]] + [num(x, 3) for n in layers
+                                 for x in (e.layers[n - 1].attention[s], e.layers[n - 1].contribution[s])]
+                  for s in range(len(labels))])
+
+
+def value_norms(model: BertModel, batch, layer: int) -> np.ndarray:
+    """|vₛ W_O| of each token s in each head of `layer` (1-based), the mean over the heads.  -> (T,)"""
+    step, w = sublayer_steps(model, batch)[layer - 1], model.weights.layers[layer - 1]
+    N = model.config.num_attention_heads
+    values = split_heads(np.split(linear(step.before[None], w.qkv), 3, axis=-1)[2], N)[0]  # (N, T, D)
+    per_head = np.einsum("ntd,hnd->nth", values, w.attention_output.weight.reshape(-1, N, values.shape[-1]))
+    return np.linalg.norm(per_head, axis=-1).mean(axis=0)
+
+
+def sink_sentence(ex: Sequence[Explanation], model: BertModel, batch, layer: int = 2) -> str:
+    """[CLS]'s weight against its contribution in `layer`, and why: its value vectors are short."""
+    e = ex[1]
+    norms = value_norms(model, batch, layer)
+    words = [s for s in range(len(e.tokens)) if e.context[s] or s in e.word.tokens]
+    v = e.layers[layer - 1]
+    return (f"In layer {layer}, [CLS] takes {num(v.attention[0], 2)} of the weight but makes only "
+            f"{num(v.contribution[0], 2)} of the content: its value vectors are short (|v W_O| {num(norms[0], 2)} "
+            f"on average over the heads, against {num(min(norms[words]), 2)} to {num(max(norms[words]), 2)} for the "
+            f"words). A head with nothing useful to read parks its weight on a token that adds almost nothing, "
+            f"a near no-op: Clark et al. (2019, \"What Does BERT Look At?\") saw heads do this with [SEP], and "
+            f"Xiao et al. (2023) named such tokens **attention sinks**. `compare.py explain` prints both rows, "
+            f"\"all heads\" (the weights) and \"weight x value\" (the shares).")
+
+
+def labour_table(ex: Sequence[Explanation]) -> str:
+    """Per layer: the distance between the word's two vectors entering, after attention, after feed-forward; and
+    [CLS]'s weight and share of the content in the word's attention (mean of the sentences)."""
+    a, b = ex
+    rows = []
+    for i, (va, vb) in enumerate(zip(a.layers, b.layers)):
+        rows.append([str(i + 1), *(num(np.linalg.norm(x - y), 2) for x, y in
+                                   ((a.vectors[i], b.vectors[i]), (a.after_attention[i], b.after_attention[i]),
+                                    (a.vectors[i + 1], b.vectors[i + 1]))),
+                     num((va.attention[0] + vb.attention[0]) / 2, 2),
+                     num((va.contribution[0] + vb.contribution[0]) / 2, 2)])
+    return table(["layer", "distance entering", "after attention", "after feed-forward", "[CLS] weight",
+                  "[CLS] weight × value"], rows)
+
+
+def labour_sentence(ex: Sequence[Explanation]) -> str:
+    """Which sub-layer widened the gap between the word's two vectors in which layers."""
+    a, b = ex
+    d = lambda x, y: float(np.linalg.norm(x - y))  # noqa: E731
+    widened = {"attention": [], "feed-forward": []}
+    for i in range(len(a.layers)):
+        enter, mid, out = (d(a.vectors[i], b.vectors[i]), d(a.after_attention[i], b.after_attention[i]),
+                           d(a.vectors[i + 1], b.vectors[i + 1]))
+        if mid > enter:
+            widened["attention"].append(i + 1)
+        if out > mid:
+            widened["feed-forward"].append(i + 1)
+    gap = d(a.after_attention[0], b.after_attention[0])
+    middle = range(2, len(a.layers))
+    sink = [(a.layers[i - 1].contribution[0] + b.layers[i - 1].contribution[0]) / 2 for i in middle]
+    return (f"In layer 1 the distance goes from 0 to {num(gap, 3)} in the attention step: that is where the context "
+            f"enters. Attention widens the gap in layers {', '.join(map(str, widened['attention']))}, the "
+            f"feed-forward step in layers {', '.join(map(str, widened['feed-forward']))}: once the vectors differ, "
+            f"the feed-forward network can push them further apart (or pull them together), but it started nothing. "
+            f"And in layers {middle[0]} to {middle[-1]}, where [CLS] takes most of the weight, it gives only "
+            f"{num(min(sink), 2)} to {num(max(sink), 2)} of the content: what matters is the small weight left for "
+            f"the words.")
+
+
+def drop_table(outs, batches, positions: Sequence[int]) -> str:
+    """Per layer: the cosine between the two sentences' vectors at each of `positions` (the same token in both),
+    and the mean cosine between the words of one sentence and between those of the two."""
+    labels = token_labels(batches[1].tokens(0))
+    rows = []
+    for layer in range(len(outs[0].hidden_states)):
+        h = [o.hidden_states[layer][0] for o in outs]  # (T, H) each
+        within, between = word_similarity(h)
+        rows.append([str(layer), *(num(cosine(h[0][p], h[1][p]), 3) for p in positions),
+                     num(within, 3), num(between, 3)])
+    return table(["layer", *(f"{labels[p]}, 1 vs 2" for p in positions), "mean, words within a sentence",
+                  "mean, words across the two"], rows)
+
+
+def word_similarity(hidden: Sequence[np.ndarray]) -> tuple:
+    """The mean cosine between two different word tokens of one sentence (mean of the sentences), and between a
+    word token of one sentence and one of the other.  hidden: 2 x (T, H), [CLS] first and [SEP] last."""
+    unit = [h[1:-1] / np.linalg.norm(h[1:-1], axis=1, keepdims=True) for h in hidden]
+    within = np.mean([(u @ u.T)[~np.eye(len(u), dtype=bool)].mean() for u in unit])
+    return float(within), float((unit[0] @ unit[1].T).mean())
+
+
+def drop_sentence(outs) -> str:
+    """What the last layer does to every token, and what is known about it."""
+    (w0, b0), (w1, b1) = (word_similarity([o.hidden_states[layer][0] for o in outs]) for layer in (-2, -1))
+    return (f"In the last layer the words of one sentence become much more alike (mean cosine {num(w0, 3)} → "
+            f"{num(w1, 3)}) and less like the words of the other sentence ({num(b0, 3)} → {num(b1, 3)}): the last "
+            f"layer writes the sentence into every one of its tokens, and \"{WORD}\" moves with the rest. What is "
+            f"known fits this. Ethayarajh (2019, \"How Contextual are Contextualized Word Representations?\") found "
+            f"that upper layers give the most context-specific vectors in BERT, ELMo and GPT-2; Merchant et al. "
+            f"(2020) found that fine-tuning changes mostly the top layers; and all-MiniLM-L6-v2 was fine-tuned as a "
+            f"sentence encoder whose sentence vector is the mean of the last layer's token vectors (Reimers and "
+            f"Gurevych 2019, Sentence-BERT), which rewards a last layer that makes every token speak for its "
+            f"sentence. That is a reading of the numbers above, not a proof.")
 
 
 def render() -> str:
@@ -117,6 +247,11 @@ The word is found through the tokens' word ids and character offsets, not a gues
 
 "{WORD}" is token {t} in both sentences (id {cat_id}). Only the tokens after it differ: that is all the context
 there is.
+
+A word the vocabulary lacks is cut into pieces it has, and a piece that continues a word is written with `##` in
+front: "{PIECES_EXAMPLE}" becomes {" ".join(tok.tokenize(PIECES_EXAMPLE))}. Such a word gets one vector per piece;
+`explain` and `compare.py` take the mean of its pieces' vectors. Below, a token that occurs twice in a sentence is
+named with its position, as `explain` prints it: `the@1` is "the" at position 1, `the@4` the one at position 4.
 """]
 
     # -- 1. embeddings --------------------------------------------------------------------------------------------
@@ -163,24 +298,74 @@ differ (cosine {num(cosine(outs[1].hidden_states[0][0, the[0]], outs[1].hidden_s
     mids = [e.after_attention[0] for e in ex]
     h0 = focus[1]
     x = outs[1].hidden_states[0][:1]  # (1, T, H)
+    H = c.hidden_size
     q, k, _ = (split_heads(m, N) for m in np.split(linear(x, layer.qkv), 3, axis=-1))
-    scores = (q[0, h0, t] @ k[0, h0].T) * D ** -0.5  # (T,)
+    by_hand = x[0, t] @ layer.qkv.weight[:H].T + layer.qkv.bias[:H]  # X W_Q (+ b_Q) for "cat", all heads
+    assert np.allclose(by_hand[:D], q[0, 0, t], atol=1e-5)
+    raw = np.einsum("nd,nsd->ns", q[0, :, t], k[0])  # (N, T) qₜ·kₛ in every head, before the division
+    scores = raw[h0] * D ** -0.5  # (T,)
     assert np.allclose(softmax(scores), outs[1].attentions[0][0, h0, t], atol=1e-5)
+    peak, peak_raw = softmax(raw * D ** -0.5).max(axis=1), softmax(raw).max(axis=1)  # (N,) the largest weight
     labels1 = token_labels(ex[1].tokens)
     parts.append(f"""## 2. Layer 1, attention: `self_attention` and `attention`
 
-This is the only step in which tokens read from each other. Every token's vector is projected to a query, a key
-and a value (one matrix product for all three, then `split_heads` into N = {N} heads of D = {D}). Token t's
-attention row in head h is a softmax over all tokens s of how well its query matches their keys, and its new
-content is that mix of their values; the heads are put back side by side (`merge_heads`) and projected once more:
+This is the only step in which tokens read from each other.
 
-Aₕ = softmax(Qₕ Kₕᵀ / √D + mask),  headₕ = Aₕ Vₕ,  a = [head₁ … head_N] W_O + b_O
+### Queries, keys and values
+
+Each token's vector (a row of X, the T × H matrix of the sentence) is multiplied by three learned H × H matrices:
+
+Q = X W_Q,  K = X W_K,  V = X W_V  (each plus a bias)
+
+The query says what the token is looking for, the key what it offers to the others' queries, and the value what
+it passes on when it is read. `params.py` stacks the three in one dense layer, `qkv`, with weight shape
+{tuple(layer.qkv.weight.shape)} (stored (out, in) as PyTorch stores it): rows 0 to {H - 1} are W_Q (transposed),
+rows {H} to {2 * H - 1} W_K and rows {2 * H} to {3 * H - 1} W_V. One product gives [Q | K | V] side by side, and
+`np.split(qkv, 3, axis=-1)` takes them apart; `split_heads` then cuts each into N = {N} heads of D = {D} columns
+(head h uses columns {D}h to {D}h + {D - 1}). For "{WORD}", x⁰ W_Q + b_Q computed by hand starts
+{vec(by_hand)}, exactly the query the split gives to head 0.
 
 {excerpt(model_module.self_attention)}
 
+### Why a dot product measures relevance
+
+Token t's score for token s is qₜ · kₛ = |qₜ| |kₛ| cos θ: large when the query and the key point the same way.
+Training shapes W_Q and W_K so that what one token looks for and what another offers fall in the same directions.
+The softmax turns the scores into weights (positive, summing to 1), and the token's new content is the weighted
+mean of the values:
+
+Aₕ = softmax(Qₕ Kₕᵀ / √D + mask),  headₕ = Aₕ Vₕ,  a = [head₁ … head_N] W_O + b_O
+
 {excerpt(model_module.attention)}
 
-"{WORD}"'s attention row, averaged over the {N} heads (`output_attentions`; each row sums to 1):
+In head {h0} of layer 1, "{WORD}"'s scores qₜ·kₛ/√D over the tokens of sentence 2 are
+[{", ".join(f"{labels1[s]} {num(scores[s], 2)}" for s in range(len(scores)))}]; their softmax,
+[{", ".join(f"{labels1[s]} {num(softmax(scores)[s], 3)}" for s in range(len(scores)))}], is exactly the row the model
+returns: the verb "{labels1[int(np.argmax(scores))]}" scores highest and gets the most weight.
+
+### Why divide by √D
+
+If the D components of q and k were independent with variance 1, q·k would have variance D: the scores would
+spread wider the larger the head, and the softmax would put nearly all the weight on one key, leaving the others
+(and their gradients in training) near zero. Dividing by √D = {num(D ** 0.5, 2)} keeps the spread near 1 whatever
+D is (Vaswani et al. 2017, "Attention Is All You Need"). For "{WORD}" in layer 1 of sentence 2, the raw dot
+products over all {N} heads and tokens have standard deviation {num(raw.std(), 2)}, the scaled ones
+{num((raw * D ** -0.5).std(), 2)}. The model was trained with the division; without it, the largest weight of
+head {h0} would be {num(peak_raw[h0], 3)} instead of {num(peak[h0], 3)}, and averaged over the heads
+{num(peak_raw.mean(), 3)} instead of {num(peak.mean(), 3)}.
+
+### Why several heads
+
+Each head has its own {D} columns of W_Q, W_K and W_V, hence its own idea of what is relevant, and all {N} read
+the sentence at once. "{WORD}"'s row in each head of layer 1, sentence 2 (the three largest weights):
+
+{table(["head", "largest weights"], [[str(h), ", ".join(f"{labels1[s]} {num(heads[1][h][s], 3)}"
+                                                        for s in np.argsort(-heads[1][h], kind="stable")[:3])]
+                                     for h in range(N)])}
+
+{head_roles(ex[1], heads[1])}
+
+"{WORD}"'s attention row averaged over the {N} heads (`output_attentions`; each row sums to 1):
 
 {table(["sentence", "weights, largest first"],
        [[str(i + 1), ", ".join(f"{token_labels(e.tokens)[s]} {num(e.layers[0].attention[s], 3)}"
@@ -191,12 +376,27 @@ Tokens 0 to {t} (`[CLS] the {WORD}`) have the same queries, keys and values in b
 in "{WORD}"'s new vector comes from the tokens after it. "{WORD}" gives them {num(share_new[0])} of its attention in
 sentence 1 and {num(share_new[1])} in sentence 2. The head that reads most from them is head {focus[0]} in
 sentence 1 ({top_context(ex[0], heads[0][focus[0]])}) and head {focus[1]} in sentence 2
-({top_context(ex[1], heads[1][focus[1]])}). In that head, "{WORD}"'s scores qₜ·kₛ/√D over the tokens of sentence 2
-are [{", ".join(f"{labels1[s]} {num(scores[s], 2)}" for s in range(len(scores)))}], and their softmax is exactly
-the row the model returns.
+({top_context(ex[1], heads[1][focus[1]])}).
 
-The attention output a is added back to the token's own vector and layer-normalised ("post-LN"):
-x_att = LayerNorm(x⁰ + a), in `encoder_layer`:
+### What each token contributes: weight × value
+
+A weight says how much of a token's value is taken, not how much that value weighs: token s adds
+weight × (vₛ W_O) to the output, summed over the heads, and a value vector can be short (Kobayashi et al. 2020,
+"Attention is Not Only a Weight"). `minibert.explain.contributions` computes these terms; they add up, with b_O,
+to the attention output. For "{WORD}" in sentence 2, each token's weight (mean over heads) beside its share of
+the sum of the terms' norms, in layers 1 and 2:
+
+{contribution_table(ex[1], (1, 2))}
+
+{sink_sentence(ex, model, batches[1])}
+
+### Adding back: the residual and post-LN
+
+The attention output a is not put in place of the token's vector: it is added to it, x⁰ + a. This is the
+**residual** connection (He et al. 2016): a sub-layer only writes a correction into the token's vector, which
+keeps what it was unless the correction overrides it. The sum is then layer-normalised, x_att = LayerNorm(x⁰ + a);
+normalising after the addition is called **post-LN** (BERT, and the original Transformer; GPT-2 and most later
+models normalise before each sub-layer instead, "pre-LN"). Both are in `encoder_layer`:
 
 {excerpt(model_module.encoder_layer)}
 
@@ -209,6 +409,7 @@ attention output itself has norm {num(ex[0].layers[0].attention_output_norm)} an
 
     # -- 3. feed-forward ------------------------------------------------------------------------------------------
     x1 = [e.vectors[1] for e in ex]
+    v1 = ex[0].layers[0]
     parts.append(f"""## 3. Layer 1, feed-forward: `feed_forward` and `gelu`
 
 Each token then goes on its own through two dense layers with a GELU between them (H = {c.hidden_size} →
@@ -223,25 +424,27 @@ f = GELU(x_att W₁ + b₁) W₂ + b₂,  x¹ = LayerNorm(x_att + f),  GELU(x) =
 No token reads another here, but the input already differs between the sentences, so the output does too. For
 "{WORD}": |f| = {num(ex[0].layers[0].feed_forward_output_norm)} and {num(ex[1].layers[0].feed_forward_output_norm)},
 and the step moved the vector by |x¹ − x_att| = {num(ex[0].layers[0].feed_forward_step, 2)} and
-{num(ex[1].layers[0].feed_forward_step, 2)}. So in layer 1 attention made
-{num(100 * ex[0].layers[0].attention_share, 0)}% and {num(100 * ex[1].layers[0].attention_share, 0)}% of the path the
-vector travelled (`explain`'s "attention share": the attention step's length over the sum of both steps' lengths).
-After the whole layer the cosine between the two "{WORD}" vectors is {num(cosine(*x1), 4)}: the feed-forward step
-{"widened" if cosine(*x1) < cosine(*mids) else "narrowed"} the gap attention opened ({num(cosine(*mids), 3)}).
+{num(ex[1].layers[0].feed_forward_step, 2)}. After the whole layer the cosine between the two "{WORD}" vectors is
+{num(cosine(*x1), 4)}: the feed-forward step {"widened" if cosine(*x1) < cosine(*mids) else "narrowed"} the gap
+attention opened ({num(cosine(*mids), 3)}).
+
+How much of the layer's move was attention's? In sentence 1 "{WORD}" moved |x¹ − x⁰| = {num(v1.moved)} in all.
+The two steps' lengths, {num(v1.attention_step)} and {num(v1.feed_forward_step)}, add up to more, because they
+do not point the same way and their sideways parts cancel. Measured along the direction of the whole move they
+add up: attention {num(v1.attention_along)} + feed-forward {num(v1.feed_forward_along)} = {num(v1.moved)}
+(`explain` prints this as "moved = attention + FFN").
 """)
 
     # -- 4. the other layers --------------------------------------------------------------------------------------
     rows = []
     for i in range(1, L + 1):
         a, b = ex[0].vectors[i], ex[1].vectors[i]
-        rows.append([str(i), num(cosine(a, b), 4), num(np.linalg.norm(a - b)),
-                     *(f"{num(e.layers[i - 1].cosine_to_previous, 3)} / "
-                       f"{num(100 * e.layers[i - 1].attention_share, 0)}%" for e in ex),
+        rows.append([str(i), num(cosine(a, b), 3), num(np.linalg.norm(a - b)),
+                     *(f"{num(e.layers[i - 1].moved, 2)} = {num(e.layers[i - 1].attention_along, 2)} + "
+                       f"{num(e.layers[i - 1].feed_forward_along, 2)}" for e in ex),
                      *(top_context(e, e.layers[i - 1].attention, 2) for e in ex)])
     middle = list(range(2, L))
     cls_share = [float(np.mean([e.layers[i].attention[0] for e in ex])) for i in range(L)]
-    ffn_longer = [v.layer for v in ex[0].layers if all(e.layers[v.layer - 1].feed_forward_step
-                                                       > e.layers[v.layer - 1].attention_step for e in ex)]
     most_moved = 1 + int(np.argmax([max(e.layers[i].moved for e in ex) for i in range(L)]))
     parts.append(f"""## 4. Layers 2 to {L}: the same layer again, `forward`
 
@@ -251,17 +454,29 @@ layer's output (`output_hidden_states`) and attention (`output_attentions`):
 {excerpt(model_module.forward)}
 
 Layer by layer, the two "{WORD}" vectors (cosine and distance between them), how far each moved in the layer
-(cosine to its previous value / the attention share of the two steps) and the context words it read most
-(attention averaged over heads):
+(the move = attention + feed-forward, along the move as above) and the context words it read most (attention
+averaged over heads):
 
-{table(["layer", "cosine 1 vs 2", "distance", "sentence 1: cos to previous / attention",
-        "sentence 2: cos to previous / attention", "sentence 1 reads", "sentence 2 reads"], rows)}
+{table(["layer", "cosine 1 vs 2", "distance", "sentence 1: moved = attention + FFN",
+        "sentence 2: moved = attention + FFN", "sentence 1 reads", "sentence 2 reads"], rows)}
 
 In layers {middle[0]} to {middle[-1]}, `[CLS]` takes {num(min(cls_share[m - 1] for m in middle), 2)} to
-{num(max(cls_share[m - 1] for m in middle), 2)} of "{WORD}"'s attention (averaged over heads and both sentences):
-heads with nothing useful to read park their weight there. The feed-forward step is the longer of the two in
-layers {", ".join(str(i) for i in ffn_longer) or "none"}, and "{WORD}" moves most in layer {most_moved}
-(distance {num(max(e.layers[most_moved - 1].moved for e in ex))} at most).
+{num(max(cls_share[m - 1] for m in middle), 2)} of "{WORD}"'s attention (averaged over heads and both sentences),
+and "{WORD}" moves most in layer {most_moved} (distance {num(max(e.layers[most_moved - 1].moved for e in ex))} at
+most).
+
+### The division of labour
+
+Attention moves information between tokens; the feed-forward network transforms each token with what it
+gathered. Only attention can make the two "{WORD}" vectors differ, since only it reads the other tokens: the
+feed-forward network gives equal inputs equal outputs, and can only reshape a difference that is already there.
+The distance between the two "{WORD}" vectors as each layer enters, after its attention step and after its
+feed-forward step, beside `[CLS]`'s weight and its share of the content (weight × value) in "{WORD}"'s attention
+(mean of the two sentences):
+
+{labour_table(ex)}
+
+{labour_sentence(ex)}
 """)
 
     # -- 5. final vectors -----------------------------------------------------------------------------------------
@@ -276,6 +491,21 @@ layers {", ".join(str(i) for i in ffn_longer) or "none"}, and "{WORD}" moves mos
 Their cosine is **{num(cosine(*last), 4)}**: the same word, the same input embedding (cosine
 {num(cosine(*x0), 4)}), and two different vectors, because attention let it read "{ex[0].tokens[t + 1]}" in one
 sentence and "{ex[1].tokens[t + 1]}" in the other. A static table such as GloVe would say 1.000.
+
+### The last layer's drop
+
+Most of that difference appears in layer {L}: the cosine falls from {num(cosine(ex[0].vectors[L - 1],
+ex[1].vectors[L - 1]), 3)} to {num(cosine(*last), 3)}. It is not about "{WORD}". The other tokens that stand at the
+same position in both sentences drop as well, and further: "the" from {num(cosine(*(o.hidden_states[L - 1][0, 1]
+for o in outs)), 3)} to {num(cosine(*(o.hidden_states[L][0, 1] for o in outs)), 3)}, and even `[CLS]`, which read so
+little from the words that it was still the same in both sentences after layer {L - 1} (cosine
+{num(cosine(*(o.hidden_states[L - 1][0, 0] for o in outs)), 3)}), falls to
+{num(cosine(*(o.hidden_states[L][0, 0] for o in outs)), 3)}. The cosine between the two sentences' vectors, by
+layer:
+
+{drop_table(outs, batches, (0, 1, t))}
+
+{drop_sentence(outs)}
 """)
     return reflow("\n".join(parts))
 
@@ -297,7 +527,7 @@ def reflow(markdown: str, width: int = 116) -> str:
             fenced = not fenced
             out.append(line)
         elif fenced or not line.strip() or line.startswith(("|", "#", "<!--", "  ", "1. ", "2. ")) \
-                or "=" in line and "LayerNorm" in line or line.startswith(("Aₕ", "f = ")):
+                or "=" in line and "LayerNorm" in line or line.startswith(("Aₕ", "f = ", "Q = ")):
             flush()
             out.append(line)
         else:

@@ -8,7 +8,9 @@ Every number comes from the model's own reference functions (model.py), composed
 (`sublayer_steps`) so that the forward pass itself carries no tracing code.
 
 What is measured, per layer l = 1..L, for the word's vector w (the mean of its word pieces' rows, as
-`minibert.word_vectors` takes it). Each encoder layer is post-LN, so the residual stream takes two steps:
+`minibert.word_vectors` takes it). Each sub-layer's output is added to its input (the residual: a correction
+written into the token's vector, not a replacement) and the sum is then layer-normed ("post-LN"), so the word's
+vector (its row of the residual stream) takes two steps per layer:
 
     x_{l-1}                                   the word's vector entering the layer (layer 0: the input embedding)
     x_att = LN1(x_{l-1} + Attention(x_{l-1}))  after the attention sub-layer   
@@ -23,6 +25,10 @@ What is measured, per layer l = 1..L, for the word's vector w (the mean of its w
     feed_forward_step  |x_l - x_att|: how far the feed-forward sub-layer (with its layer norm) moved it
     attention_share  attention_step / (attention_step + feed_forward_step): attention's part of the path the
                      vector travelled in the layer (the two steps add up to at least `moved`, never less)
+    attention_along, feed_forward_along  each step projected on the direction of the whole move,
+                     (x_att - x_{l-1}) . u and (x_l - x_att) . u with u = (x_l - x_{l-1}) / moved: these two DO
+                     add up to `moved` (the steps' sideways parts cancel); one can be negative when it undoes
+                     part of the other
     attention_output_norm, feed_forward_output_norm  |Attention(x_{l-1})|, |FeedForward(x_att)|: what each
                      sub-layer wrote before it was added to the stream and normalised
 
@@ -48,6 +54,7 @@ from .hub import DEFAULT_MODEL
 from . import model as M
 from .io import atomic_output, check_output
 from .modeling import BertModel
+from .params import LayerWeights
 from .tokenizer import Tokenizer
 
 Array = np.ndarray
@@ -63,6 +70,11 @@ DEFINITIONS = {
     "attention_step": "|x_att - x_{l-1}|, x_att = LN1(x_{l-1} + Attention(x_{l-1}))",
     "feed_forward_step": "|x_l - x_att|, x_l = LN2(x_att + FeedForward(x_att))",
     "attention_share": "attention_step / (attention_step + feed_forward_step)",
+    "attention_along": "(x_att - x_{l-1}) . u, u = (x_l - x_{l-1}) / moved; attention_along + feed_forward_along "
+                       "= moved",
+    "feed_forward_along": "(x_l - x_att) . u: the feed-forward step's part of the move along its direction",
+    "contribution": "per token s, |sum over heads of weight(word, s) x value_s W_O| as a share of the sum over "
+                    "tokens (Kobayashi et al. 2020): what the attention output is made of",
     "attention_output_norm": "|Attention(x_{l-1})| before the residual add and layer norm",
     "feed_forward_output_norm": "|FeedForward(x_att)| before the residual add and layer norm",
     "across": "cosine and distance between the word's vector in sentence 1 and in sentence k, per layer",
@@ -84,6 +96,9 @@ class LayerView:
     feed_forward_step: float
     attention_output_norm: float
     feed_forward_output_norm: float
+    attention_along: float  # the attention step projected on the move's direction
+    feed_forward_along: float  # the feed-forward step projected on it: the two add up to `moved`
+    contribution: Array  # (T,) each token's share of |weight x value W_O| (see `contributions`); sums to 1
 
     @property
     def attention_share(self) -> float:
@@ -126,6 +141,12 @@ def top_heads(heads: Array, context: Sequence[bool], k: int) -> Tuple[int, ...]:
     return tuple(int(h) for h in np.argsort(-focus, kind="stable")[:k])
 
 
+def along(step: Array, move: Array) -> float:
+    """The length of `step` in the direction of `move` (0 when `move` is zero).  step, move: (H,)"""
+    length = float(np.linalg.norm(move))
+    return float(step @ move) / length if length > 0 else 0.0
+
+
 def explain(model: BertModel, tokenizer: Tokenizer, sentence: str, word: str, *, occurrence: int = 0,
             heads: int = 3) -> Explanation:
     """Run `sentence` through the model and follow the `occurrence`-th (0-based) `word` through every layer.
@@ -149,6 +170,8 @@ def explain(model: BertModel, tokenizer: Tokenizer, sentence: str, word: str, *,
             attention_step=float(np.linalg.norm(mid - before)), feed_forward_step=float(np.linalg.norm(after - mid)),
             attention_output_norm=float(np.linalg.norm(word_row(step.attention_output, pieces))),
             feed_forward_output_norm=float(np.linalg.norm(word_row(step.feed_forward_output, pieces))),
+            attention_along=along(mid - before, after - before), feed_forward_along=along(after - mid, after - before),
+            contribution=shares(contributions(step, model.weights.layers[i], pieces, model.config.num_attention_heads)),
         ))
     return Explanation(where, tuple(batch.tokens(0)), context, vectors, mids, tuple(s.probs.mean(axis=0) for s in steps),
                        tuple(layers))
@@ -185,6 +208,22 @@ def sublayer_steps(model: BertModel, batch) -> List[SublayerStep]:
     return steps
 
 
+def contributions(step: SublayerStep, w: LayerWeights, tokens: Sequence[int], num_heads: int) -> Array:
+    """What each token s adds to the word's attention output: the sum over heads h of weight_h(t, s) times s's
+    value vector in head h projected by that head's slice of W_O (Kobayashi et al. 2020, "Attention is Not Only a
+    Weight"), averaged over the word's pieces t. The rows plus W_O's bias add up to Attention(x)[t].  -> (T, H)"""
+    values = M.split_heads(np.split(M.linear(step.before[None], w.qkv), 3, axis=-1)[2], num_heads)[0]  # (N, T, D)
+    N, T, D = values.shape
+    per_head = np.einsum("ntd,hnd->nth", values, w.attention_output.weight.reshape(-1, N, D))  # (N, T, H)
+    return np.einsum("ns,nsh->sh", step.probs[:, list(tokens)].mean(axis=1), per_head)
+
+
+def shares(rows: Array) -> Array:
+    """Each row's norm as a share of all the rows' norms.  (T, H) -> (T,)"""
+    norms = np.linalg.norm(rows, axis=1)
+    return norms / norms.sum() if norms.sum() > 0 else norms
+
+
 def across(explanations: Sequence[Explanation]) -> List[dict]:
     """For each sentence after the first: per layer 0..L, cosine and distance to the first sentence's vector."""
     first = explanations[0].vectors
@@ -208,7 +247,9 @@ def to_json(model: BertModel, explanations: Sequence[Explanation]) -> dict:
             layers.append({
                 "layer": v.layer, "cosine_to_previous": v.cosine_to_previous, "norm": v.norm, "moved": v.moved,
                 "attention_step": v.attention_step, "feed_forward_step": v.feed_forward_step,
-                "attention_share": v.attention_share, "attention_output_norm": v.attention_output_norm,
+                "attention_share": v.attention_share, "attention_along": v.attention_along,
+                "feed_forward_along": v.feed_forward_along, "contribution": v.contribution.tolist(),
+                "attention_output_norm": v.attention_output_norm,
                 "feed_forward_output_norm": v.feed_forward_output_norm,
                 "attention": v.attention.tolist(), "heads": v.heads.tolist(), "top_heads": list(v.top_heads)})
         sentences.append({
@@ -218,7 +259,9 @@ def to_json(model: BertModel, explanations: Sequence[Explanation]) -> dict:
             "layers": layers})
     return {"model": model.name_or_path, "num_layers": c.num_hidden_layers, "num_heads": c.num_attention_heads,
             "hidden_size": c.hidden_size, "definitions": DEFINITIONS, "sentences": sentences,
-            "across": across(explanations)}
+            "across": across(explanations),
+            "numbering": {"across.sentence": "1-based, as the text's S1, S2, ...: 1 is sentences[0]",
+                          "tokens, word.tokens": "0-based token positions, [CLS] at 0"}}
 
 
 def token_labels(tokens: Sequence[str]) -> List[str]:
@@ -239,25 +282,31 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
     for n, e in enumerate(explanations, 1):
         labels = token_labels(e.tokens)
         shown = " ".join(f"[{t}]" if i in e.word.tokens else t for i, t in enumerate(labels))
-        lines += ["", f"sentence {n}: {abbreviated(e.sentence)}, word {e.word.text!r} = token(s) "
+        lines += ["", f"sentence {n} (S{n}): {abbreviated(e.sentence)}, word {e.word.text!r} = token(s) "
                       f"{', '.join(map(str, e.word.tokens))} {' '.join(e.word.pieces)}",
                   f"  tokens: {shown}",
                   f"  layer 0  norm {np.linalg.norm(e.vectors[0]):.3f}  (input embedding: token + position + "
                   f"segment, layer-normed; no context yet)"]
         for v in e.layers:
             lines += [f"  layer {v.layer}  cos to prev {v.cosine_to_previous:.4f}  norm {v.norm:.3f}  "
-                      f"moved {v.moved:.3f} | attention {v.attention_step:.3f} ({v.attention_share:.0%}), "
-                      f"FFN {v.feed_forward_step:.3f} ({1 - v.attention_share:.0%})",
-                      f"    all heads  {_weights(v.attention, labels, top)}"]
-            lines += [f"    head {h:<5} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
+                      f"moved {v.moved:.3f} = attention {v.attention_along:.3f} + FFN {v.feed_forward_along:.3f}",
+                      f"    step lengths  attention {v.attention_step:.3f}, FFN {v.feed_forward_step:.3f} "
+                      f"(sum {v.attention_step + v.feed_forward_step:.3f} > moved: their sideways parts cancel)",
+                      f"    all heads       {_weights(v.attention, labels, top)}",
+                      f"    weight x value  {_weights(v.contribution, labels, top)}"]
+            lines += [f"    head {h:<10} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
     if len(explanations) > 1:
         rows = across(explanations)
-        lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in sentence k vs in sentence 1 "
+        lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in Sk vs in S1 "
                       f"(layer 0 = input embedding)",
-                  "  layer" + "".join(f"  {'cos s' + str(r['sentence']):>8} {'dist s' + str(r['sentence']):>8}" for r in rows)]
+                  "  layer" + "".join(f"  {'cos S' + str(r['sentence']):>8} {'dist S' + str(r['sentence']):>8}" for r in rows)]
         for i in range(c.num_hidden_layers + 1):
             lines.append(f"  {i:>5}" + "".join(f"  {r['cosine'][i]:>8.4f} {r['distance'][i]:>8.4f}" for r in rows))
-    lines += ["", "attention, FFN: how far each sub-layer (and its layer norm) moved the word's vector; % = share of both",
+    lines += ["", "moved = attention + FFN: each sub-layer's step (with its layer norm) measured along the "
+                  "direction of",
+              "  the whole move, so the two add up; step lengths: how far each went in any direction",
+              "weight x value: each token's share of what the word's attention output is made of, |weight x value W_O|",
+              "  (Kobayashi et al. 2020); [CLS] and [SEP] often take much weight and give little (an attention sink)",
               "heads: ranked by their largest weight on one token that is neither special nor the word itself"]
     return "\n".join(lines)
 
@@ -271,8 +320,20 @@ def require_matplotlib() -> None:
                             "(or install minibert with its [plot] extra)") from None
 
 
+def word_attention(e: Explanation, probs: Array) -> Tuple[List[int], Array, Array]:
+    """Attention among the sentence's words: [CLS] and [SEP] dropped and each row rescaled to sum to 1, so that
+    word-to-word patterns show. probs: (T, T) -> (the kept token positions, (W, W) rescaled rows, (W,) the weight
+    each row had put on the dropped special tokens)"""
+    special = [not c and t not in e.word.tokens for t, c in enumerate(e.context)]
+    kept = [t for t in range(len(special)) if not special[t]]
+    rows = probs[np.ix_(kept, kept)]  # (W, W)
+    total = rows.sum(axis=1, keepdims=True)
+    return kept, np.divide(rows, total, out=np.zeros_like(rows), where=total > 0), 1 - total[:, 0]
+
+
 def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
-    """One attention heatmap (mean over heads) per layer and sentence, the word's rows outlined.
+    """One heatmap per layer and sentence: attention among the words (mean over heads), [CLS] and [SEP] left out
+    and each row rescaled (their share of the word's row is in the title), the word's rows outlined.
 
     Written atomically (minibert.io.atomic_output): a failed run leaves no half-written image.
     """
@@ -285,25 +346,39 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
     path = Path(path)
     check_output(path, option="--plot")  # before the figure is drawn
     fmt = path.suffix.lstrip(".").lower() or "png"
-    L = len(explanations[0].layers)
-    fig, axes = plt.subplots(len(explanations), L, squeeze=False,
-                             figsize=(2.6 * L, 2.8 * len(explanations) + 0.6), constrained_layout=True)
+    L, S = len(explanations[0].layers), len(explanations)
+    W = max(len(word_attention(e, e.attentions[0])[0]) for e in explanations)
+    side = max(1.7, 0.75 + 0.2 * W)  # inches per panel: room for its title however short the sentence
+    fig, axes = plt.subplots(S, L, squeeze=False, figsize=(side * L + 1.0, (side + 0.55) * S + 0.7),
+                             constrained_layout=True)
+    top = max(float(word_attention(e, probs)[1].max()) for e in explanations for probs in e.attentions)
+    top = min(1.0, np.ceil(top * 10) / 10)  # one colour scale for every panel, fitted to the data
     supported = fig.canvas.get_supported_filetypes()
     if fmt not in supported:
         plt.close(fig)
         raise MinibertError(f"--plot {path}: cannot write .{fmt} files; expected one of "
                             f"{', '.join('.' + f for f in sorted(supported))}")
-    for row, e in zip(axes, explanations):
+    for n, (row, e) in enumerate(zip(axes, explanations), 1):
         labels = token_labels(e.tokens)
         for ax, probs, v in zip(row, e.attentions, e.layers):
-            image = ax.imshow(probs, vmin=0, vmax=1, cmap="Blues")
-            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-            ax.set_yticks(range(len(labels)), labels, fontsize=7)
-            for t in e.word.tokens:
-                ax.add_patch(Rectangle((-0.5, t - 0.5), len(labels), 1, fill=False, edgecolor="crimson", lw=1.6))
-            ax.set_title(f"layer {v.layer}: {e.word.text!r} moved {v.moved:.2f}", fontsize=8)
-        row[0].set_ylabel(f"{e.sentence[:40]}\nquery (reads from →)", fontsize=7)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="attention, mean over heads")
+            kept, rows, parked = word_attention(e, probs)
+            image = ax.imshow(rows, vmin=0, vmax=top, cmap="Blues")
+            names = [labels[t] for t in kept]
+            ax.set_xticks(range(len(kept)), names, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(kept)), names if ax is row[0] else [], fontsize=7)
+            mine = [kept.index(t) for t in e.word.tokens]
+            for t in mine:
+                ax.add_patch(Rectangle((-0.5, t - 0.5), len(kept), 1, fill=False, edgecolor="crimson", lw=1.6))
+            ax.set_title(f"layer {v.layer}: moved {v.moved:.2f}\n{float(parked[mine].mean()):.0%} on [CLS]/[SEP]",
+                         fontsize=8)
+            if n == S:
+                ax.set_xlabel("key: read from", fontsize=7)
+        row[0].set_ylabel(f"S{n}: {e.sentence[:32]}{'…' if len(e.sentence) > 32 else ''}\nquery: reading",
+                          fontsize=7)
+    bar = fig.colorbar(image, ax=axes, shrink=0.9, fraction=0.03, pad=0.01)
+    bar.set_label("attention among the words (mean over heads;\n[CLS], [SEP] left out, each row rescaled to 1)",
+                  fontsize=8)
+    fig.suptitle(f"Whom does '{explanations[0].word.text}' read? (its rows outlined)", fontsize=10)
     try:
         with atomic_output(path, option="--plot") as f:
             fig.savefig(f, format=fmt, dpi=120)

@@ -112,6 +112,7 @@ def test_layer_zero_holds_position_not_context(default_json):
     """The classic pair has "cat" at the same position: at layer 0 (input embedding) its two vectors coincide."""
     cat = default_json["words"][0]
     assert cat["word"] == "cat" and default_json["layer"] == default_json["layers"] == 6
+    assert cat["numbering"]["closest.closest"] == "0-based index into sentences"  # the text's S1 is index 0
     assert cat["cosine_by_layer"][0][0][1] == pytest.approx(1.0, abs=1e-6)
     assert cat["cosine_by_layer"][6][0][1] < 0.95
 
@@ -474,3 +475,66 @@ def test_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
         p.stdout.close()
         err = p.stderr.read().decode()
     assert p.returncode == 1 and err == ""
+
+
+# ---------------------------------------------------------------------------------------------- what to notice
+SPRING = [("Flowers bloom in the spring after the snow melts.", "season"), ("We plan to travel next spring.", "season"),
+          ("The spring in the old mattress squeaked.", "coil"), ("A broken spring made the clock stop.", "coil"),
+          ("They drank cold water from a mountain spring.", "water"),
+          ("The village grew around a natural spring.", "water")]
+
+
+def noticed(minilm, tokenizer, word, group):
+    """The report's numbers for `word` and its "notice" lines, joined into one text."""
+    static = compare.Static(compare.wordpiece_table(minilm, tokenizer), "word pieces", True)
+    r = compare.analyse(word, [s for s, _ in group], [sense for _, sense in group], minilm, tokenizer, static, 6)
+    lines = compare.notices(r)
+    assert lines and all(len(line) <= compare.WIDTH for line in lines)
+    return r, " ".join(" ".join(lines).split())
+
+
+def test_notices_name_each_occurrence_closest_to_another_sense(minilm, minilm_tokenizer):
+    r, text = noticed(minilm, minilm_tokenizer, "spring", SPRING)
+    cos, senses = r.cosine_by_layer[6], r.senses
+    strays = [c for c in r.closest if senses[c.closest] != senses[c.sentence]]
+    assert strays  # this set has one: the test covers the line
+    for c in strays:
+        same = max((j for j in range(6) if j != c.sentence and senses[j] == senses[c.sentence]),
+                   key=lambda j: cos[c.sentence, j])
+        assert (f"closest occurrence of S{c.sentence + 1} is S{c.closest + 1} (other sense) at {c.cosine:.3f}, above "
+                f"its same-sense S{same + 1} ({cos[c.sentence, same]:.3f})") in text
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6)]
+    gap = (np.mean([cos[i, j] for i, j in pairs if senses[i] == senses[j]])
+           - np.mean([cos[i, j] for i, j in pairs if senses[i] != senses[j]]))
+    assert f"same-sense pairs are {gap:.3f} more alike than different-sense ones at layer 6" in text
+
+
+def test_notices_without_senses_say_where_the_cosine_falls(minilm, minilm_tokenizer):
+    group = [("Turn on the light, please.", ""), ("The bag is very light.", ""), ("She lit a light in the window.", "")]
+    r, text = noticed(minilm, minilm_tokenizer, "light", group)
+    mean = [np.mean([c[0, 1], c[0, 2], c[1, 2]]) for c in r.cosine_by_layer]
+    fall = 1 + int(np.argmax(-np.diff(mean)))
+    assert f"the largest fall is in layer {fall} ({mean[fall - 1]:.3f} to {mean[fall]:.3f})" in text
+    assert "closest occurrence" not in text and "most alike: S" in text and "least alike: S" in text
+
+
+def test_plot_panels_share_a_y_range_and_heatmaps_print_their_values(minilm, minilm_tokenizer, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+    static = compare.Static(compare.wordpiece_table(minilm, minilm_tokenizer), "word pieces", True)
+    words = tuple(compare.analyse(w, [s for s, _ in g], [x for _, x in g], minilm, minilm_tokenizer, static, 6)
+                  for w, g in [("spring", SPRING), compare.CLASSIC])
+    fig = compare.figure(compare.Report("minilm", 6, 6, "word pieces", True, words))
+    curves, heats = fig.axes[0:4:2], fig.axes[1:4:2]  # per word: curves, heatmap (colour bars come after)
+    assert curves[0].get_ylim() == curves[1].get_ylim()
+    assert curves[0].get_ylim()[0] <= min(r.cosine_by_layer.min() for r in words)
+    for heat, r in zip(heats, words):
+        S = len(r.senses)
+        assert len(heat.texts) == S * (S - 1)  # every off-diagonal cosine printed
+        low, high = heat.images[0].get_clim()
+        assert high < 1 and low <= r.contextual_cosine.min() + 1e-9  # fitted to the data, not 0..1
+    assert "closer than others" in curves[0].get_title() and "falls most in layer" in curves[1].get_title()
+    target = tmp_path / "c.png"
+    compare._write_figure(fig, target)
+    image = imread(target)
+    assert image.shape[0] > 500 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank

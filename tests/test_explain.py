@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from minibert.explain import cosine, explain, main, sublayer_steps
+from minibert.explain import contributions, cosine, explain, main, sublayer_steps
 
 from conftest import REPO
 
@@ -59,24 +59,30 @@ def test_cat_starts_identical_then_moves_apart(classic_runs):
 
 def test_json_agrees_with_text(classic_runs):
     text, data = classic_runs
-    layer_line = re.compile(r"^  layer (\d+)  cos to prev (\S+)  norm (\S+)  moved (\S+) \| attention (\S+) "
-                            r"\((\d+)%\), FFN (\S+) \((\d+)%\)$")
+    layer_line = re.compile(r"^  layer (\d+)  cos to prev (\S+)  norm (\S+)  moved (\S+) = attention (\S+) "
+                            r"\+ FFN (\S+)\n    step lengths  attention (\S+), FFN (\S+) \(sum (\S+) > moved", re.M)
     blocks = text.split("\nsentence ")[1:]
     assert len(blocks) == len(data["sentences"]) == 2
     for block, s in zip(blocks, data["sentences"]):
-        assert block.startswith(f"{data['sentences'].index(s) + 1}: {s['sentence']!r}")
-        found = [m.groups() for m in map(layer_line.match, block.splitlines()) if m]
+        n = data['sentences'].index(s) + 1
+        assert block.startswith(f"{n} (S{n}): {s['sentence']!r}")
+        found = layer_line.findall(block)
         assert len(found) == data["num_layers"]
-        for (layer, cos, norm, moved, att, att_pct, ffn, ffn_pct), j in zip(found, s["layers"][1:]):
+        for (layer, cos, norm, moved, att, ffn, att_step, ffn_step, total), j in zip(found, s["layers"][1:]):
             assert int(layer) == j["layer"]
             assert cos == f"{j['cosine_to_previous']:.4f}" and norm == f"{j['norm']:.3f}"
-            assert moved == f"{j['moved']:.3f}" and att == f"{j['attention_step']:.3f}"
-            assert ffn == f"{j['feed_forward_step']:.3f}" and int(att_pct) == round(100 * j["attention_share"])
-            assert int(att_pct) + int(ffn_pct) in (99, 100, 101)
+            assert moved == f"{j['moved']:.3f}" and att == f"{j['attention_along']:.3f}"
+            assert ffn == f"{j['feed_forward_along']:.3f}" and att_step == f"{j['attention_step']:.3f}"
+            assert ffn_step == f"{j['feed_forward_step']:.3f}"
+            assert j["attention_along"] + j["feed_forward_along"] == pytest.approx(j["moved"], rel=1e-5)
+            assert float(total) >= float(moved)  # the step lengths alone do not add up: the triangle inequality
+            np.testing.assert_allclose(sum(j["contribution"]), 1, atol=1e-5)
         all_heads = [ln for ln in block.splitlines() if ln.startswith("    all heads")]
         first = s["layers"][1]["attention"]
         best = int(np.argmax(first))
         assert all_heads[0].split()[2:4] == [s["tokens"][best], f"{first[best]:.3f}"]
+        sink = s["layers"][2]  # layer 2: [CLS] takes most of the weight and gives little of the content
+        assert sink["attention"][0] > 0.5 and sink["contribution"][0] < 0.15
     table = text.split("across sentences")[1].splitlines()[2:]
     for i, line in enumerate(table[:data["num_layers"] + 1]):
         layer, cos, dist = line.split()
@@ -100,6 +106,11 @@ def test_measurements_come_from_the_forward_pass(minilm, minilm_tokenizer):
         assert v.feed_forward_step == pytest.approx(np.linalg.norm(after - mid), rel=1e-5)
         assert v.attention_step + v.feed_forward_step >= v.moved * (1 - 1e-6)  # triangle inequality
         assert 0 < v.attention_share < 1
+        assert v.attention_along + v.feed_forward_along == pytest.approx(v.moved, rel=1e-5)
+        step = steps[i]  # the contributions are the attention output, taken apart token by token
+        parts = contributions(step, minilm.weights.layers[i], pieces, minilm.config.num_attention_heads)
+        np.testing.assert_allclose(parts.sum(axis=0) + minilm.weights.layers[i].attention_output.bias,
+                                   step.attention_output[pieces].mean(axis=0), atol=1e-5)
         np.testing.assert_allclose(v.attention.sum(), 1, atol=1e-5)
         assert not any(e.context[t] for t in pieces) and e.context[0] is False  # word and [CLS] are not context
         assert v.heads[v.top_heads[0]][list(np.flatnonzero(e.context))].max() >= \
@@ -133,6 +144,12 @@ def test_tour_is_current():
     r = subprocess.run([sys.executable, "docs/make_tour.py", "--check"], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    tour = (REPO / "docs" / "how-attention-builds-context.md").read_text(encoding="utf-8")
+    for heading in ("Queries, keys and values", "Why a dot product measures relevance", "Why divide by √D",
+                    "Why several heads", "What each token contributes: weight × value",
+                    "Adding back: the residual and post-LN", "The division of labour", "The last layer's drop"):
+        assert f"### {heading}\n" in tour
+    assert tour.index("`the@1`") < tour.index("the@1 0.175")  # the notation is explained before it is used
 
 
 def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
@@ -140,7 +157,21 @@ def test_long_sentence_is_abbreviated_and_its_cut_reported(capsys):
     sentence = "The cat " + "sat on the mat and " * 950  # about 18,000 characters, far over 512 tokens
     assert main(["explain", sentence, "--word", "cat"]) == 0
     out, err = capsys.readouterr()
-    echo = next(line for line in out.splitlines() if line.startswith("sentence 1: "))
+    echo = next(line for line in out.splitlines() if line.startswith("sentence 1 (S1): "))
     assert len(echo) < 300 and f"({len(sentence):,} characters)" in echo
     assert re.match(r"^minibert explain: sentence 1 has \d+ tokens; cut at the model's maximum of 512: the rest is "
                     r"not seen$", err.strip())
+
+
+def test_plot_shows_word_to_word_attention_with_labelled_axes(minilm, minilm_tokenizer, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+    from minibert.explain import plot, word_attention
+    e = explain(minilm, minilm_tokenizer, "The unaffable hedgehog slept.", "hedgehog")
+    kept, rows, parked = word_attention(e, e.attentions[1])
+    assert e.tokens[kept[0]] != "[CLS]" and e.tokens[kept[-1]] != "[SEP]" and len(kept) == len(e.tokens) - 2
+    np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-5)
+    assert (parked > 0).all() and (parked < 1).all()
+    target = plot([e, explain(minilm, minilm_tokenizer, "A hedgehog ate.", "hedgehog")], tmp_path / "e.png")
+    image = imread(target)
+    assert image.shape[0] > 300 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank
