@@ -651,6 +651,7 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """The standard library's own refusals (a malformed request line, headers too long) as JSON too."""
         self.close_connection = True
+        self.request_version = "HTTP/1.0"  # a request line too broken to parse still gets a status line
         self.respond(code, error_body("", HTTPError(code, message or self.responses.get(code, ("error",))[0])))
 
     def dispatch(self, method: str) -> None:
