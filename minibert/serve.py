@@ -69,6 +69,7 @@ class Limits:
     max_body_bytes: int = 4 << 20  # a larger request body gets 413 before it is read
     max_inputs: int = 2048  # inputs per request, as OpenAI allows; more gets 413
     request_timeout: float = 120.0  # seconds a request may wait for its vectors before 503
+    max_connections: int = 512  # open connections (a thread each); one more is answered 503 and closed
 
 
 class HTTPError(Exception):
@@ -550,12 +551,15 @@ class Service:
         if prompts is None or "prompt_name" not in inspect.signature(self.encoder.encode).parameters:
             raise bad("prompt_name", "this server's encoder has no prompts")
         if name not in prompts:
-            raise bad("prompt_name", f"{shown(name)}: not one of this model's prompts ({', '.join(map(repr, prompts))})")
+            listed = ", ".join(map(repr, prompts))
+            raise bad("prompt_name", f"{shown(name)}: not one of this model's prompts ({listed})")
         return name
 
     def _token_counts(self, texts: List[str], prompt_name: Optional[str]) -> List[int]:
-        """Tokens of each text as the encoder will read it, special tokens included, before truncation."""
+        """Tokens of each text as the encoder will read it (after its prompt: the one named, else the model's
+        default, if any), special tokens included, before truncation."""
         encoder = self.encoder
+        prompt_name = prompt_name or getattr(encoder, "default_prompt_name", None)
         prefix = encoder.prompts[prompt_name] if prompt_name is not None else ""
         texts = [prefix + t for t in texts]
         if encoder.do_lower_case:
@@ -602,6 +606,11 @@ ROUTES = {
 PATHS = {path for _, path in ROUTES}
 TEI_PATHS = ("/embed", "/rerank")
 OPEN_PATHS = ("/health",)  # answered without the API key (load balancers probe it)
+# What a connection over max_connections gets, written before any of its request is read.
+_BUSY = json.dumps({"error": {"message": "too many open connections; retry later", "type": "server_error",
+                              "param": None, "code": "overloaded"}}).encode()
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
 TEI_ERROR_TYPES = {401: "Unauthorized", 413: "Validation", 503: "Overloaded", 500: "Backend"}
 
 
@@ -609,8 +618,8 @@ def error_body(path: str, error: HTTPError) -> dict:
     """An error in the route's own API shape: text-embeddings-inference's for /embed and /rerank, else OpenAI's."""
     if path in TEI_PATHS:
         return {"error": error.message, "error_type": TEI_ERROR_TYPES.get(error.status, "Validation")}
-    return {"error": {"message": error.message, "type": "invalid_request_error" if error.status < 500 else "server_error",
-                      "param": error.param, "code": error.code}}
+    kind = "invalid_request_error" if error.status < 500 else "server_error"
+    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -662,18 +671,19 @@ class Handler(BaseHTTPRequestHandler):
         status = 500
         try:
             name = ROUTES.get((method, path))
-            if name is None:
+            if name is None or path not in OPEN_PATHS and not service.authorized(self.headers.get("Authorization")):
                 self.discard_body()
+            if name is None:
                 if path in PATHS:
                     raise HTTPError(405, f"{method} {path}: not allowed here", code="method_not_allowed")
                 raise HTTPError(404, f"{method} {path}: no such endpoint", code="not_found")
             if path not in OPEN_PATHS and not service.authorized(self.headers.get("Authorization")):
-                self.discard_body()
                 raise HTTPError(401, "missing or incorrect API key; send the header 'Authorization: Bearer KEY'",
                                 code="invalid_api_key")
             if method == "POST":
                 result = getattr(service, name)(json_object(self.read_body()))
             else:
+                self.discard_body()
                 result = getattr(service, name)()
             status, result = result if isinstance(result, tuple) else (200, result)
             self.respond(status, result)
@@ -692,16 +702,22 @@ class Handler(BaseHTTPRequestHandler):
             self.server.track(self, busy=False)
 
     def discard_body(self) -> None:
-        """A refused request's body is not read: the connection cannot carry another request after it."""
-        if self.headers.get("Content-Length") not in (None, "0") or self.headers.get("Transfer-Encoding"):
+        """Read and drop a refused request's body, so that its connection can carry the next request (one too
+        large, or of unknown length, ends the connection instead)."""
+        try:
+            self.read_body()
+        except HTTPError:
             self.close_connection = True
 
     def read_body(self) -> bytes:
         """The request body (Content-Length bytes), refused with 413 before it is read when too large."""
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
-            raise HTTPError(411, "chunked request bodies are not accepted; send Content-Length", code="length_required")
+            raise HTTPError(411, "chunked request bodies are not accepted; send Content-Length",
+                            code="length_required")
         length = self.headers.get("Content-Length")
+        if length is None and self.command != "POST":
+            return b""
         if length is None:
             raise HTTPError(411, "a request body needs a Content-Length header", code="length_required")
         if not length.isdigit() or len(length) > 18:
@@ -744,7 +760,30 @@ class _HTTPServer(ThreadingHTTPServer):
         self.service = service
         self.stopping = False
         self._connections: Dict[Handler, bool] = {}  # handler -> busy
+        self._open = 0  # connections accepted and not yet closed
         self._lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        """A thread for the connection, unless max_connections are open: then 503 at once, and close."""
+        with self._lock:
+            full = self._open >= self.service.limits.max_connections
+            self._open += not full
+        if not full:
+            super().process_request(request, client_address)
+            return
+        try:
+            request.settimeout(1)
+            request.sendall(BUSY_RESPONSE)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._open -= 1
 
     def track(self, handler: Handler, busy: bool) -> None:
         with self._lock:

@@ -282,6 +282,15 @@ def test_routes_limits_and_survival(encoder):
 # Batching, load and shutdown
 # ----------------------------------------------------------------------------------------------------------------
 
+def test_connection_limit(encoder):
+    with serving(encoder, max_connections=1) as s:
+        first = http.client.HTTPConnection("127.0.0.1", s.port, timeout=TIMEOUT)
+        assert call(s, "GET", "/health", conn=first)[0] == 200  # kept open: the one connection allowed
+        assert raw(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503")
+        assert call(s, "GET", "/health", {"ignored": "body"}, conn=first)[0] == 200  # a GET's body is skipped
+        first.close()
+
+
 def test_concurrent_requests_are_batched(encoder):
     alone = {t: encoder.encode(t) for t in TEXTS}
     with serving(encoder, max_wait_ms=100) as s:
