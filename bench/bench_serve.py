@@ -6,6 +6,8 @@ sentence at a time: what the HTTP round trip costs, and what dynamic batching wi
 
 The server runs in its own process (`python -m minibert serve --port 0`), the clients are threads of this one,
 each with its own keep-alive connection; both share the machine's cores, as a server and its local clients do.
+Server and in-process encode() use BENCH_THREADS threads (default: all cores); on a machine busy with other
+work, BENCH_THREADS=1 (MINIBERT_NUM_THREADS=1 for a real server) avoids threads waiting on each other.
 Every phase is bounded by --seconds and --max-requests; the server is stopped with SIGTERM at the end.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import re
 import signal
@@ -44,8 +47,7 @@ def sentences(n: int, seed: int = 0) -> List[str]:
 def start_server(max_wait_ms: float) -> tuple:
     """(process, port) of `minibert serve` on 127.0.0.1, once it says where it listens."""
     proc = subprocess.Popen([sys.executable, "-m", "minibert", "serve", "--model", MODEL, "--port", "0",
-                             "--max-wait-ms", str(max_wait_ms)], stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=thread_env(threads()))
+                             "--max-wait-ms", str(max_wait_ms)], stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
@@ -195,6 +197,7 @@ def main() -> None:
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="the server's --max-wait-ms (default: 2)")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the figures (needs matplotlib)")
     a = p.parse_args()
+    os.environ.update(thread_env(threads()))  # before NumPy loads: in-process encode() gets the server's threads
     texts = sentences(256)
     print(machine_line(), f"| {threads()} threads | --max-wait-ms {a.max_wait_ms:g}", flush=True)
     proc, port = start_server(a.max_wait_ms)

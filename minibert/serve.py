@@ -420,7 +420,8 @@ class Service:
         self.model_name = model_name
         self.reranker_name = reranker_name
         self.limits = limits
-        self.api_key = api_key.encode("utf-8") if api_key else None
+        # The key's bytes as typed (a non-UTF-8 command line arrives surrogate-escaped).
+        self.api_key = api_key.encode("utf-8", "surrogateescape") if api_key else None
         self.metrics = Metrics()
         self.created = int(time.time())
         self.encoder: Optional[SentenceEncoder] = None
@@ -444,13 +445,16 @@ class Service:
         """Whether an Authorization header carries the API key (compared in constant time)."""
         if self.api_key is None:
             return True
-        given = (header or "").encode("utf-8", "replace")
+        given = (header or "").encode("latin-1", "replace")  # http.server decodes headers as Latin-1: undo it
         return hmac.compare_digest(given, b"Bearer " + self.api_key)
 
     # -- GET ----------------------------------------------------------------------------------------------------
 
     def health(self) -> Tuple[int, dict]:
-        return (200, {"status": "ok"}) if self.encoder is not None else (503, {"status": "loading"})
+        """200 once the model is loaded and the batcher runs; 503 while loading (or if the batcher died)."""
+        if self.encoder is None:
+            return 503, {"status": "loading"}
+        return (200, {"status": "ok"}) if self.batcher.thread.is_alive() else (503, {"status": "stopped"})
 
     def models(self) -> dict:
         names = [self.model_name] + ([self.reranker_name] if self.reranker_name else [])

@@ -192,13 +192,14 @@ def test_metrics_format(server):
 # ----------------------------------------------------------------------------------------------------------------
 
 def test_api_key(encoder):
-    with serving(encoder, api_key="s3cret") as s:
+    with serving(encoder, api_key="s3crét") as s:
         status, out, r = call(s, "POST", "/v1/embeddings", {"input": "x"})
         assert status == 401 and out["error"]["code"] == "invalid_api_key" and r.getheader("WWW-Authenticate")
-        for header in ("Bearer wrong", "s3cret", "Bearer s3cret ", "Bearer s3cre\u00e9"):
+        wrong = (b"Bearer wrong", "s3crét".encode(), "Bearer s3crét ".encode(), "Bearer s3crét".encode("latin-1"))
+        for header in wrong:
             assert call(s, "POST", "/v1/embeddings", {"input": "x"}, {"Authorization": header})[0] == 401
         assert call(s, "GET", "/metrics")[0] == 401
-        ok = {"Authorization": "Bearer s3cret"}
+        ok = {"Authorization": "Bearer s3crét".encode()}  # the key's UTF-8 bytes
         assert call(s, "POST", "/v1/embeddings", {"input": "x"}, ok)[0] == 200
         assert call(s, "GET", "/metrics", headers=ok)[0] == 200
         assert call(s, "GET", "/health")[0] == 200  # probes need no key
