@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import random
 import re
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, REPO, assert_batch_invariant
+from conftest import FIXTURES, REPO, assert_batch_invariant, mutate
 from minibert import SentenceEncoder
 from minibert.encoder import normalize
 from minibert.serve import Batcher, HTTPError, Job, Limits, Metrics, Server, Service, ServeError
@@ -257,6 +258,23 @@ def test_bad_tei_input(server, path, body, message):
     assert status == 400 and message in out["error"] and out["error_type"] == "Validation", out
 
 
+def test_mutated_bodies_never_500(server):
+    """Valid bodies with random bytes changed: each answer a JSON 200 or 4xx, and the server keeps serving."""
+    rng = random.Random(19)
+    valid = [("/v1/embeddings", {"input": ["The cat sat.", "héllo ☃"], "dimensions": 8}),
+             ("/v1/embeddings", {"input": [[5, 6, 7], [8]], "encoding_format": "base64"}),
+             ("/embed", {"inputs": ["a b c", "d"], "normalize": False, "truncate": True})]
+    for i in range(150):
+        path, body = valid[i % len(valid)]
+        data = json.dumps(body, ensure_ascii=i % 2 == 0).encode()
+        edits = [(rng.choice(["set", "insert", "delete", "cut", "token"]), rng.randrange(len(data)),
+                  rng.randrange(256), rng.choice([b"[", b"]", b'"', b"\\ud800", b"1e999", b"-", b"{}", b",", b"null"]))
+                 for _ in range(rng.randint(1, 3))]
+        status, out, _ = call(server, "POST", path, mutate(data, edits))
+        assert status in (200, 400, 404, 413), (status, out)
+    assert call(server, "GET", "/health")[0] == 200
+
+
 def test_routes_limits_and_survival(encoder):
     with serving(encoder, max_body_bytes=1000, max_inputs=4) as s:
         status, out, _ = call(s, "POST", "/v1/embeddings", {"input": "x" * 2000})
@@ -272,10 +290,11 @@ def test_routes_limits_and_survival(encoder):
         assert raw(s, chunked).startswith(b"HTTP/1.1 411")
         answer = raw(s, b"GARBAGE\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400") and b'"error"' in answer
+        assert raw(s, b"POST /embed HTTP/1.1\r\nContent-Length: 100\r\n\r\n{") == b""  # the client hung up
         status, out, _ = call(s, "POST", "/v1/embeddings", b"{}", {"Content-Length": "-1"})
         assert status == 400
         status, text, _ = call(s, "GET", "/metrics")
-        assert 'status="413"' in text and 'route="other",status="404"' in text
+        assert 'status="413"' in text and 'route="other",status="404"' in text and 'status="499"' in text
         assert call(s, "POST", "/v1/embeddings", {"input": "still alive"})[0] == 200
 
 
