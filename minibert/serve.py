@@ -17,6 +17,13 @@ the same prompt, token-id arrays). A request larger than `max_batch_tokens` is s
 input gets the vector `SentenceEncoder.encode` gives it alone: the model computes each text's real tokens and
 nothing else (minibert/fast.py), so its company changes a vector by a few float32 ulps at most.
 All model work runs on the batcher thread, so requests never compete with each other for the cores.
+
+Limits: a text longer than the model reads is cut, as `encode` cuts it, on /v1/embeddings (usage counts the tokens
+read); /embed refuses it with 413 unless "truncate": true, as text-embeddings-inference does. A body over
+`max_body_bytes` or more than `max_inputs` inputs: 413. A full queue, too many connections, or no answer within
+`request_timeout`: 503. Bad JSON, a field of the wrong type or range, an empty input, a lone surrogate: 400, naming
+the field. Errors take OpenAI's shape ({"error": {"message", "type", "param", "code"}}) except on /embed and
+/rerank, which answer text-embeddings-inference's ({"error", "error_type"}).
 """
 
 from __future__ import annotations
@@ -923,6 +930,9 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         print(f"{p.prog}: loading {args.model} ...", file=sys.stderr)
         service.load(SentenceEncoder.from_pretrained(args.model),
                      load_reranker(args.reranker) if args.reranker else None)
+        if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"{p.prog}: warning: listening on {args.host} without --api-key: anyone who can reach it can use "
+                  "it", file=sys.stderr)
         if not stop.is_set():
             print(f"{p.prog}: serving {args.model} on {server.url} (POST /v1/embeddings, /embed"
                   f"{', /rerank' if args.reranker else ''}; GET /v1/models, /health, /metrics)", file=sys.stderr)
