@@ -676,6 +676,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.request_version = "HTTP/1.0"  # a request line too broken to parse still gets a status line
         self.respond(code, error_body("", HTTPError(code, message or self.responses.get(code, ("error",))[0])))
+        self.server.service.metrics.request("other", code, 0.0)  # refused before a route was read
 
     def dispatch(self, method: str) -> None:
         start = time.perf_counter()

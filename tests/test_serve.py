@@ -143,8 +143,32 @@ def test_tei_embed(server, encoder):
     status, out, _ = call(server, "POST", "/embed", {"inputs": [long], "truncate": True})
     assert status == 200
     assert_batch_invariant(np.array(out[0], dtype=np.float32), encoder.encode(long, normalize_embeddings=True))
-    status, out, _ = call(server, "POST", "/embed", {"inputs": "x", "prompt_name": "query"})
-    assert status == 400 and "prompt" in out["error"]
+    status, out, _ = call(server, "POST", "/embed", {"inputs": "x", "prompt_name": "no-such-prompt"})
+    assert status == 400 and out["error"].startswith("prompt_name: ")
+
+
+class PromptEncoder(SentenceEncoder):
+    """An encoder with prompts, as the retrieval API's: `prompt_name` puts the named prompt before each text."""
+
+    prompts = {"query": "query: "}
+    default_prompt_name = None
+
+    def encode(self, sentences, batch_size=32, *, prompt_name=None, **options):
+        prefix = self.prompts[prompt_name] if prompt_name is not None else ""
+        texts = [sentences] if isinstance(sentences, str) else sentences
+        out = super().encode([prefix + t for t in texts], batch_size, **options)
+        return out[0] if isinstance(sentences, str) else out
+
+
+def test_tei_prompt_name(encoder):
+    prompted = PromptEncoder(encoder.model, encoder.tokenizer, encoder.layout)
+    with serving(prompted) as s:
+        status, out, _ = call(s, "POST", "/embed", {"inputs": TEXTS[:3], "prompt_name": "query"})
+        assert status == 200
+        assert_batch_invariant(np.array(out, dtype=np.float32),
+                               encoder.encode(["query: " + t for t in TEXTS[:3]], normalize_embeddings=True))
+        status, out, _ = call(s, "POST", "/embed", {"inputs": "x", "prompt_name": "passage"})
+        assert status == 400 and "'query'" in out["error"]
 
 
 class StandIn:
@@ -294,7 +318,8 @@ def test_routes_limits_and_survival(encoder):
         status, out, _ = call(s, "POST", "/v1/embeddings", b"{}", {"Content-Length": "-1"})
         assert status == 400
         status, text, _ = call(s, "GET", "/metrics")
-        assert 'status="413"' in text and 'route="other",status="404"' in text and 'status="499"' in text
+        assert 'status="413"' in text and 'status="499"' in text
+        assert 'route="other",status="404"' in text and 'route="other",status="501"' in text
         assert call(s, "POST", "/v1/embeddings", {"input": "still alive"})[0] == 200
 
 
@@ -306,7 +331,8 @@ def test_connection_limit(encoder):
     with serving(encoder, max_connections=1) as s:
         first = http.client.HTTPConnection("127.0.0.1", s.port, timeout=TIMEOUT)
         assert call(s, "GET", "/health", conn=first)[0] == 200  # kept open: the one connection allowed
-        assert raw(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503")
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:  # answered unasked
+            assert b"".join(iter(lambda: sock.recv(65536), b"")).startswith(b"HTTP/1.1 503")
         assert call(s, "GET", "/health", {"ignored": "body"}, conn=first)[0] == 200  # a GET's body is skipped
         first.close()
 
