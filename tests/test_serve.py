@@ -198,6 +198,15 @@ def test_rerank(encoder, server):
         assert status == 400 and "empty" in out["error"]
         assert "stand-in" in [m["id"] for m in call(s, "GET", "/v1/models")[1]["data"]]
 
+    def broken(pairs, **options):
+        raise RuntimeError("a bug")
+
+    reranker.predict = broken
+    with serving(encoder, reranker) as s:
+        status, out, _ = call(s, "POST", "/rerank", {"query": "q", "texts": ["a"]})
+        assert status == 500 and out == {"error": "internal server error", "error_type": "Backend"}
+        assert call(s, "GET", "/health")[0] == 200 and call(s, "POST", "/embed", {"inputs": "a"})[0] == 200
+
 
 def test_metrics_format(server):
     call(server, "GET", "/health")
@@ -339,7 +348,7 @@ def test_connection_limit(encoder):
 
 def test_concurrent_requests_are_batched(encoder):
     alone = {t: encoder.encode(t) for t in TEXTS}
-    with serving(encoder, max_wait_ms=100) as s:
+    with serving(encoder, max_wait_ms=300) as s:
         barrier = threading.Barrier(8)
 
         def one(i):
