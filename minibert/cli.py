@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
-from . import distributed, explain
+from . import distributed, explain, serve
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError
 from .hub import DEFAULT_MODEL
@@ -219,6 +219,7 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in [
             "shards are kept, missing or corrupt ones redone. Needs dask[distributed].",
             encode_corpus_arguments, run_encode_corpus),
     Command("explain", "follow a word through the layers", explain.DESCRIPTION, explain_arguments, run_explain),
+    Command("serve", serve.HELP, serve.DESCRIPTION, serve.add_arguments, serve.run),
 ]}
 
 
