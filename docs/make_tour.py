@@ -13,9 +13,7 @@ import argparse
 import ast
 import difflib
 import inspect
-import os
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
@@ -25,6 +23,7 @@ import numpy as np
 from minibert import DEFAULT_MODEL, BertModel, Tokenizer
 from minibert import model as model_module
 from minibert.explain import Explanation, cosine, explain, sublayer_steps, token_labels
+from minibert.io import atomic_output
 from minibert.model import layer_norm, linear, softmax, split_heads
 
 DOC = Path(__file__).resolve().parent / "how-attention-builds-context.md"
@@ -536,17 +535,6 @@ def reflow(markdown: str, width: int = 116) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="compare with the committed document instead of writing it")
@@ -555,7 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for f in fragile:
         print(f"warning: {f} is within float noise of a rounding boundary; round it more coarsely", file=sys.stderr)
     if not args.check:
-        write_atomically(DOC, text)
+        with atomic_output(DOC) as f:  # the permissions of any ordinary file, never half-written
+            f.write(text.encode("utf-8"))
         print(f"wrote {DOC.name}")
         return 0
     current = DOC.read_text(encoding="utf-8") if DOC.is_file() else ""
