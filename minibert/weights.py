@@ -27,7 +27,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .config import BertConfig
-from .errors import CheckpointError, shown
+from .errors import CheckpointError, MissingHeadError, shown
 from .io import parse_json
 from .params import POOLER_SHAPES, canonical_name, expected_shapes, sinusoidal_positions
 
@@ -293,7 +293,7 @@ def select_head_tensors(stored: Dict[str, StoredTensor], config: BertConfig, sha
     by_name = canonical_tensors(stored, config, where)
     missing = [n for n in shapes if n not in by_name and n not in optional]
     if missing:
-        raise CheckpointError(f"{where}: has no {head} head (missing tensor(s) {', '.join(missing)}, named as in "
+        raise MissingHeadError(f"{where}: has no {head} head (missing tensor(s) {', '.join(missing)}, named as in "
                               f"minibert/params.py's table for {config.model_type})")
     return {name: _checked(name, by_name[name], shape) for name, shape in shapes.items() if name in by_name}
 

@@ -209,3 +209,79 @@ def test_models_without_the_head_say_so():
         AutoModelForMaskedLM.from_pretrained(FIXTURES / "families" / "roberta")
     with pytest.raises(CheckpointError, match="has no classification head"):
         AutoModelForSequenceClassification.from_pretrained(HEADS / "bert-pretraining")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command line: minibert fill, classify, rerank
+# ----------------------------------------------------------------------------------------------------------------
+
+def run(capsys, *argv):
+    from minibert import cli
+    status = cli.main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_cli_fill(capsys):
+    folder = HEADS / "roberta"
+    status, out, err = run(capsys, "fill", "The cat <mask> on the mat.", "--model", folder, "--top-k", 3)
+    assert status == 0 and err == ""
+    expected = fill_mask(AutoModelForMaskedLM.from_pretrained(folder), Tokenizer.from_pretrained(folder),
+                         "The cat <mask> on the mat.", top_k=3)
+    assert out.splitlines() == [f"{c['score']:.4f}\t{c['token_str']}\t{c['sequence']}" for c in expected]
+    status, out, _ = run(capsys, "fill", "<mask> <mask> here.", "--model", folder, "--json")
+    assert status == 0 and [len(row) for row in json.loads(out)] == [5, 5]
+
+
+def test_cli_fill_errors(capsys):
+    status, _, err = run(capsys, "fill", "The cat [MASK].", "--model", FIXTURES / "families" / "electra")
+    assert status == 1 and len(err.splitlines()) == 1
+    assert "has no masked language model head" in err and "e.g. bert-base-uncased" in err
+    status, _, err = run(capsys, "fill", "No mask.", "--model", HEADS / "bert")
+    assert status == 1 and "no mask token '[MASK]'" in err
+    assert run(capsys, "fill", "A [MASK].", "--model", HEADS / "bert", "--top-k", 0)[0] == 1
+    with pytest.raises(SystemExit) as e:
+        run(capsys, "fill", "A [MASK].")  # no --model: usage
+    assert e.value.code == 2
+
+
+def test_cli_classify(tmp_path, capsys):
+    texts = ["I loved it.", "Not good at all.", "Fine."]
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    folder = HEADS / "distilbert"
+    status, out, err = run(capsys, "classify", tmp_path / "t.txt", "--model", folder, "--batch-size", 2)
+    assert status == 0 and err == ""
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    probs = softmax(model(**Tokenizer.from_pretrained(folder)(texts)).logits)
+    assert out.splitlines() == [f"{model.config.id2label[int(p.argmax())]}\t{p.max():.4f}" for p in probs]
+    status, out, _ = run(capsys, "classify", tmp_path / "t.txt", "--model", folder, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert all(abs(sum(r["scores"].values()) - 1) < 1e-6 for r in rows)
+    multi = _with_config(tmp_path, "distilbert", problem_type="multi_label_classification")
+    status, out, _ = run(capsys, "classify", tmp_path / "t.txt", "--model", multi, "--json")
+    scores = np.array([list(json.loads(line)["scores"].values()) for line in out.splitlines()])
+    np.testing.assert_allclose(scores, sigmoid(model(**Tokenizer.from_pretrained(folder)(texts)).logits), atol=1e-6)
+
+
+def test_cli_classify_errors(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("One.\n\nTwo.\n")
+    status, _, err = run(capsys, "classify", tmp_path / "t.txt", "--model", HEADS / "bert")
+    assert status == 1 and "t.txt:2: blank line" in err
+    (tmp_path / "t.txt").write_text("One.\n")
+    status, _, err = run(capsys, "classify", tmp_path / "t.txt", "--model", HEADS / "bert-pretraining")
+    assert status == 1 and "has no classification head" in err and len(err.splitlines()) == 1
+
+
+def test_cli_rerank(tmp_path, capsys):
+    model, ref = CrossEncoder.from_pretrained(HEADS / "cross-encoder"), reference("cross-encoder")
+    documents = ref["ce/documents"].tolist()
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    status, out, err = run(capsys, "rerank", "--query", str(ref["ce/query"]), tmp_path / "docs.jsonl", "--model",
+                           HEADS / "cross-encoder", "--top-k", 2)
+    assert status == 0 and err == ""
+    ranked = model.rank(str(ref["ce/query"]), documents, top_k=2)
+    assert out.splitlines() == [f"{r['score']:.4f}\t{r['corpus_id'] + 1}\t{documents[r['corpus_id']]}"
+                                for r in ranked]
+    for folder in (HEADS / "bert", FIXTURES / "families" / "roberta"):  # three labels; no classifier at all
+        status, _, err = run(capsys, "rerank", "--query", "q", tmp_path / "docs.jsonl", "--model", folder)
+        assert status == 1 and "cross-encoder/ms-marco-MiniLM-L-6-v2" in err and len(err.splitlines()) == 1
