@@ -71,9 +71,10 @@ def write_checkpoint(folder: Path, head: str, seed: int) -> Path:
         config = {**c, "architectures": ["BertForSequenceClassification"], "id2label": {"0": "LABEL_0"},
                   "label2id": {"LABEL_0": 0}}
     else:
-        t.update({"cls.predictions.transform.dense.weight": normal(H, H), "cls.predictions.transform.dense.bias": zeros(H),
-                  "cls.predictions.transform.LayerNorm.weight": ones(H),
-                  "cls.predictions.transform.LayerNorm.bias": zeros(H), "cls.predictions.bias": zeros(V)})
+        p = "cls.predictions."
+        t.update({p + "transform.dense.weight": normal(H, H), p + "transform.dense.bias": zeros(H),
+                  p + "transform.LayerNorm.weight": ones(H), p + "transform.LayerNorm.bias": zeros(H),
+                  p + "bias": zeros(V)})
         config = {**c, "architectures": ["BertForMaskedLM"]}
     folder.mkdir(parents=True, exist_ok=True)
     save_file(t, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -295,11 +295,14 @@ def run_classify(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     model = load_with_head("classify", lambda: BertForSequenceClassification.from_pretrained(args.model))
     tokenizer = Tokenizer.from_pretrained(args.model)
     check_compatible(tokenizer, model.base_model)
-    labels = model.config.id2label
-    multi_label = model.config.problem_type == "multi_label_classification"
+    c = model.config
+    labels = c.id2label
+    # transformers' reading of problem_type: unset with one label is a regression (the score is the logit itself)
+    regression = c.problem_type == "regression" or (c.problem_type is None and c.num_labels == 1)
     for start in range(0, len(texts), args.batch_size):
         logits = model(**tokenizer(texts[start:start + args.batch_size])).logits  # (b, num_labels)
-        probs = sigmoid(logits) if multi_label else softmax(logits)
+        probs = (logits if regression else sigmoid(logits) if c.problem_type == "multi_label_classification"
+                 else softmax(logits))
         for row in probs:
             best = int(row.argmax())
             if args.json:
@@ -359,7 +362,8 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in [
             run_fill),
     Command("classify", "a label and its probability for each text",
             f"Print the likeliest label and its probability for each text, one line each (softmax over the labels; "
-            f"sigmoid for a multi-label model). {LINE_RULE} Needs a model with a sequence-classification head.",
+            f"sigmoid for a multi-label model; the score itself for a regression). {LINE_RULE} Needs a model with a "
+            "sequence-classification head.",
             classify_arguments, run_classify),
     Command("rerank", "documents ranked by a cross-encoder's score against a query",
             f"Score each document against the query with a cross-encoder and print them best first: score, line "

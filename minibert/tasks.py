@@ -132,7 +132,8 @@ class CrossEncoder:
         check_compatible(tokenizer, model.base_model)
         if max_length is None:
             max_length = tokenizer.model_max_length
-        elif isinstance(max_length, bool) or not isinstance(max_length, int) or not 4 <= max_length <= model.config.max_tokens:
+        elif (isinstance(max_length, bool) or not isinstance(max_length, int)
+              or not 4 <= max_length <= model.config.max_tokens):
             raise InputError(f"max_length: expected an integer from 4 (the special tokens of a pair) to "
                              f"{model.config.max_tokens} (the model's limit), got {shown(max_length)}")
         if activation_fn is None:

@@ -293,15 +293,17 @@ def select_head_tensors(stored: Dict[str, StoredTensor], config: BertConfig, sha
     by_name = canonical_tensors(stored, config, where)
     missing = [n for n in shapes if n not in by_name and n not in optional]
     if missing:
-        raise MissingHeadError(f"{where}: has no {head} head (missing tensor(s) {', '.join(missing)}, named as in "
-                              f"minibert/params.py's table for {config.model_type})")
+        more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        raise MissingHeadError(f"{where}: has no {head} head (no tensor {', '.join(missing[:2])}{more}; names as in "
+                               f"minibert/params.py's table for {config.model_type})")
     return {name: _checked(name, by_name[name], shape) for name, shape in shapes.items() if name in by_name}
 
 
 def _checked(name: str, t: StoredTensor, shape: tuple) -> StoredTensor:
     """A tensor whose dtype is a float type and whose shape is the one the config implies."""
     if t.dtype not in FLOAT_DTYPES:
-        raise CheckpointError(f"{t.file}: tensor {name!r} has dtype {t.dtype}; expected one of {', '.join(FLOAT_DTYPES)}")
+        raise CheckpointError(f"{t.file}: tensor {name!r} has dtype {t.dtype}; expected one of "
+                              f"{', '.join(FLOAT_DTYPES)}")
     if tuple(t.array.shape) != shape:
         raise CheckpointError(
             f"{t.file}: tensor {name!r} has shape {list(t.array.shape)}; the config implies {list(shape)}")

@@ -261,6 +261,10 @@ def test_cli_classify(tmp_path, capsys):
     status, out, _ = run(capsys, "classify", tmp_path / "t.txt", "--model", multi, "--json")
     scores = np.array([list(json.loads(line)["scores"].values()) for line in out.splitlines()])
     np.testing.assert_allclose(scores, sigmoid(model(**Tokenizer.from_pretrained(folder)(texts)).logits), atol=1e-6)
+    status, out, _ = run(capsys, "classify", tmp_path / "t.txt", "--model", HEADS / "cross-encoder")
+    one = HEADS / "cross-encoder"
+    logits = AutoModelForSequenceClassification.from_pretrained(one)(**Tokenizer.from_pretrained(one)(texts)).logits
+    assert out.splitlines() == [f"LABEL_0\t{v:.4f}" for v in logits[:, 0]]  # one label: a regression, the logit
 
 
 def test_cli_classify_errors(tmp_path, capsys):
