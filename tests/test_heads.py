@@ -289,3 +289,24 @@ def test_cli_rerank(tmp_path, capsys):
     for folder in (HEADS / "bert", FIXTURES / "families" / "roberta"):  # three labels; no classifier at all
         status, _, err = run(capsys, "rerank", "--query", "q", tmp_path / "docs.jsonl", "--model", folder)
         assert status == 1 and "cross-encoder/ms-marco-MiniLM-L-6-v2" in err and len(err.splitlines()) == 1
+
+
+def test_old_layer_norm_names_and_half_precision(tmp_path):
+    """bert-base-uncased's own file says LayerNorm.gamma/beta, also in its head; fp16 heads are widened."""
+    from safetensors.numpy import load_file, save_file
+    folder = tmp_path / "old"
+    shutil.copytree(HEADS / "bert-pretraining", folder)
+    tensors = load_file(folder / "model.safetensors")
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in tensors.items()}
+    assert "cls.predictions.transform.LayerNorm.gamma" in renamed
+    save_file(renamed, folder / "model.safetensors")
+    ref = reference("bert-pretraining")
+    batch = inputs(ref, "mlm", "masked")
+    real = batch["attention_mask"].astype(bool)
+    ours = AutoModelForMaskedLM.from_pretrained(folder)(**batch).logits[real]
+    assert scaled_diff(ours, ref["mlm/masked/logits"][real]) <= LOGITS_RTOL
+    save_file({k: v.astype(np.float16) if k.startswith("cls.") else v for k, v in tensors.items()},
+              folder / "model.safetensors")
+    half = AutoModelForMaskedLM.from_pretrained(folder)(**batch).logits[real]
+    assert half.dtype == np.float32 and scaled_diff(half, ref["mlm/masked/logits"][real]) <= 1e-2
