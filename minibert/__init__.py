@@ -5,6 +5,8 @@
     tok = Tokenizer.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
     out = model(**tok(["The cat sat on the mat.", "The cat chased the mouse."]))
     out.last_hidden_state   # (B, T, H) float32
+
+Task heads: AutoModelForMaskedLM + fill_mask, AutoModelForSequenceClassification, CrossEncoder (predict, rank).
 """
 
 from .config import BertConfig
@@ -12,12 +14,16 @@ from .contextual import word_vectors
 from .encoder import SentenceEncoder
 from .errors import CheckpointError, ConfigError, InputError, MinibertError, OutputError
 from .hub import DEFAULT_MODEL
-from .modeling import AutoModel, BertModel, BertOutput
+from .modeling import (AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, BertForMaskedLM,
+                       BertForSequenceClassification, BertModel, BertOutput, MaskedLMOutput, SequenceClassifierOutput)
+from .tasks import CrossEncoder, fill_mask
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
     "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError", "OutputError",
     "SentenceEncoder",
+    "AutoModelForMaskedLM", "AutoModelForSequenceClassification", "BertForMaskedLM", "BertForSequenceClassification",
+    "MaskedLMOutput", "SequenceClassifierOutput", "CrossEncoder", "fill_mask",
 ]
 __version__ = "0.1.0"

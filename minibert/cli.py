@@ -4,6 +4,9 @@
     minibert info M
     minibert encode-corpus --model M --output DIR INPUTS... [--scheduler ADDRESS]   (minibert.distributed; needs dask)
     minibert explain SENTENCE... --word W [--json] [--plot FILE.png]                (minibert.explain)
+    minibert fill "The cat [MASK] on the mat." --model M [--top-k 5] [--json]       (minibert.tasks)
+    minibert classify TEXTS --model M [--json]
+    minibert rerank --query Q DOCUMENTS --model M [--top-k K] [--json]
 
 Each command is a Command: its name, help, a function adding its arguments to a parser and one carrying it out
 (taking the parsed arguments and its parser, returning an exit status). Another program runs one with
@@ -18,12 +21,17 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from . import distributed, explain, serve
 from .encoder import LONG_INPUTS, SentenceEncoder
-from .errors import InputError, MinibertError
+from .errors import InputError, MinibertError, MissingHeadError
 from .hub import DEFAULT_MODEL
+from .model import softmax
+from .modeling import BertForMaskedLM, BertForSequenceClassification
+from .tasks import CrossEncoder, fill_mask, sigmoid
+from .tokenizer import Tokenizer
+from .weights import check_compatible
 from .io import (JSON_LINES_SUFFIXES, check_output, count_lines, is_json_lines, open_input, progress, read_texts,
                  wants_bar, write_npy)
 
@@ -203,6 +211,135 @@ def run_explain(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# minibert fill, classify, rerank: the task heads
+# ----------------------------------------------------------------------------------------------------------------
+
+# A model that has each head, named when the one given has not.
+HEAD_EXAMPLES = {"fill": "bert-base-uncased", "classify": "distilbert-base-uncased-finetuned-sst-2-english",
+                 "rerank": "cross-encoder/ms-marco-MiniLM-L-6-v2"}
+
+
+def load_with_head(command: str, load: Callable[[], object]):
+    """`load()`, with a missing head reported as one line naming a model that has it."""
+    try:
+        return load()
+    except MissingHeadError as e:
+        raise MissingHeadError(f"{e}. `minibert {command}` needs a model with that head, e.g. "
+                               f"{HEAD_EXAMPLES[command]}") from None
+
+
+def top_k_argument(p: argparse.ArgumentParser, what: str, default: Optional[int]) -> None:
+    p.add_argument("--top-k", type=int, default=default,
+                   help=f"how many {what} to show (default: {default or 'all'})")
+
+
+def check_top_k(top_k: Optional[int]) -> None:
+    if top_k is not None and top_k < 1:
+        raise InputError(f"--top-k {top_k}: expected a positive integer")
+
+
+def fill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", help="a text with one or more mask tokens: the model's own ([MASK], <mask>)")
+    p.add_argument("--model", required=True, help=f"model folder or Hub repo id with a masked-LM head (e.g. "
+                   f"{HEAD_EXAMPLES['fill']})")
+    top_k_argument(p, "candidates per mask", 5)
+    p.add_argument("--json", action="store_true", help="print transformers' fill-mask result as JSON")
+
+
+def run_fill(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    check_top_k(args.top_k)
+    model = load_with_head("fill", lambda: BertForMaskedLM.from_pretrained(args.model))
+    result = fill_mask(model, Tokenizer.from_pretrained(args.model), args.text, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    per_mask = [result] if isinstance(result[0], dict) else result
+    for i, candidates in enumerate(per_mask):
+        if len(per_mask) > 1:
+            print(f"mask {i + 1}:")
+        for c in candidates:
+            print(f"{c['score']:.4f}\t{c['token_str']}\t{c['sequence']}")
+    return 0
+
+
+def texts_argument(p: argparse.ArgumentParser, name: str, what: str) -> None:
+    p.add_argument(name, help=f"{what}: a text or JSON-lines file, or - for standard input")
+    p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
+                   help=f"text: one text per line; jsonl: one JSON object with a 'text' field per line; auto "
+                        f"(default): jsonl for {' and '.join(JSON_LINES_SUFFIXES)} files, else text")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
+
+
+def read_all_texts(name: str, format_: str, batch_size: int) -> List[str]:
+    """Every text of an input file (or standard input), by the line rule."""
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: expected a positive integer")
+    with open_input(name, "input") as (stream, label, _):
+        json_lines = format_ == "jsonl" or (format_ == "auto" and is_json_lines(label))
+        texts = list(read_texts(stream, label, json_lines))
+    if not texts:
+        raise InputError(f"{name}: no texts")
+    return texts
+
+
+def classify_arguments(p: argparse.ArgumentParser) -> None:
+    texts_argument(p, "input", "the texts to classify")
+    p.add_argument("--model", required=True, help=f"model folder or Hub repo id with a sequence-classification "
+                   f"head (e.g. {HEAD_EXAMPLES['classify']})")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object per text: {"label", "score", "scores": {label: probability}}')
+
+
+def run_classify(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    texts = read_all_texts(args.input, args.format, args.batch_size)
+    model = load_with_head("classify", lambda: BertForSequenceClassification.from_pretrained(args.model))
+    tokenizer = Tokenizer.from_pretrained(args.model)
+    check_compatible(tokenizer, model.base_model)
+    c = model.config
+    labels = c.id2label
+    # transformers' reading of problem_type: unset with one label is a regression (the score is the logit itself)
+    regression = c.problem_type == "regression" or (c.problem_type is None and c.num_labels == 1)
+    for start in range(0, len(texts), args.batch_size):
+        logits = model(**tokenizer(texts[start:start + args.batch_size])).logits  # (b, num_labels)
+        probs = (logits if regression else sigmoid(logits) if c.problem_type == "multi_label_classification"
+                 else softmax(logits))
+        for row in probs:
+            best = int(row.argmax())
+            if args.json:
+                print(json.dumps({"label": labels[best], "score": float(row[best]),
+                                  "scores": {labels[i]: float(v) for i, v in enumerate(row)}}, ensure_ascii=False))
+            else:
+                print(f"{labels[best]}\t{row[best]:.4f}")
+    return 0
+
+
+def rerank_arguments(p: argparse.ArgumentParser) -> None:
+    texts_argument(p, "documents", "the documents to rank")
+    p.add_argument("--query", required=True, help="the query the documents are scored against")
+    p.add_argument("--model", required=True, help=f"a cross-encoder: model folder or Hub repo id with a one-label "
+                   f"classification head (e.g. {HEAD_EXAMPLES['rerank']})")
+    top_k_argument(p, "documents", None)
+    p.add_argument("--json", action="store_true", help='print CrossEncoder.rank\'s list: {"corpus_id", "score", '
+                   '"text"}, best first')
+
+
+def run_rerank(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    check_top_k(args.top_k)
+    documents = read_all_texts(args.documents, args.format, args.batch_size)
+    model = load_with_head("rerank", lambda: CrossEncoder.from_pretrained(args.model))
+    if model.num_labels != 1:
+        raise InputError(f"{args.model}: has {model.num_labels} labels; `minibert rerank` needs a cross-encoder with "
+                         f"one (a relevance score), e.g. {HEAD_EXAMPLES['rerank']}")
+    ranked = model.rank(args.query, documents, top_k=args.top_k, return_documents=True, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(ranked, ensure_ascii=False, indent=2))
+        return 0
+    for r in ranked:
+        print(f"{r['score']:.4f}\t{r['corpus_id'] + 1}\t{r['text']}")  # the document's line number
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The dispatcher
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -219,6 +356,18 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in [
             "shards are kept, missing or corrupt ones redone. Needs dask[distributed].",
             encode_corpus_arguments, run_encode_corpus),
     Command("explain", "follow a word through the layers", explain.DESCRIPTION, explain_arguments, run_explain),
+    Command("fill", "the likeliest tokens at each mask of a text",
+            "Print the likeliest tokens at each mask token of a text, with their probabilities and the filled "
+            "text (transformers' fill-mask pipeline). Needs a model with a masked-LM head.", fill_arguments,
+            run_fill),
+    Command("classify", "a label and its probability for each text",
+            f"Print the likeliest label and its probability for each text, one line each (softmax over the labels; "
+            f"sigmoid for a multi-label model; the score itself for a regression). {LINE_RULE} Needs a model with a "
+            "sequence-classification head.",
+            classify_arguments, run_classify),
+    Command("rerank", "documents ranked by a cross-encoder's score against a query",
+            f"Score each document against the query with a cross-encoder and print them best first: score, line "
+            f"number, text. {LINE_RULE}", rerank_arguments, run_rerank),
     Command("serve", serve.HELP, serve.DESCRIPTION, serve.add_arguments, serve.run),
 ]}
 

@@ -8,8 +8,9 @@ DistilBERT's config names the same numbers differently (`dim`, `n_layers`, ...);
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Optional
 
 from .errors import ConfigError, shown
 from .io import read_json
@@ -38,6 +39,8 @@ OTHER_ARCHITECTURES = ("nomic_bert", "modernbert", "new", "deberta-v2", "deberta
 MAX_INT_FIELD = 2**31 - 1
 # Real models use 1e-12 to 1e-5; from 1 on, layer norm would mostly divide by eps instead of normalising.
 MAX_LAYER_NORM_EPS = 1.0
+# config.json's problem_type values (transformers'): how a classifier's scores become probabilities.
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class BertConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[f.type]
+            expected = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict,
+                        "Optional[str]": (str, type(None))}[f.type]
             if (isinstance(value, bool) and f.type != "bool") or not isinstance(value, expected):
                 raise ConfigError(f"config field {f.name!r}: expected {f.type}, got {shown(value)}")
         _check_int_ranges(self)
@@ -161,3 +165,56 @@ def _check_layer_norm_eps(eps: float) -> None:
     if not ok:
         raise ConfigError(f"config field 'layer_norm_eps': expected a finite number greater than 0 and less than "
                           f"{MAX_LAYER_NORM_EPS:g}, got {shown(eps)}")
+
+
+@dataclass(frozen=True)
+class ClassificationConfig(BertConfig):
+    """A BertConfig with a classifier's labels, read as transformers reads them: `id2label` ({"0": "NEGATIVE",
+    ...}) when config.json has it, and then num_labels is its length; otherwise `num_labels` (default 2) labels
+    named LABEL_0, LABEL_1, ... `label2id` is the file's or the inverse of id2label."""
+
+    num_labels: int = 2
+    id2label: dict = field(default_factory=dict)  # label index -> name
+    label2id: dict = field(default_factory=dict)  # name -> label index
+    problem_type: Optional[str] = None  # one of PROBLEM_TYPES, or None (not said)
+
+    @classmethod
+    def from_dict(cls, d: dict, *, source: str = "config") -> "ClassificationConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        return super().from_dict({**d, **read_labels(d, source)}, source=source)
+
+
+def read_labels(d: dict, source: str) -> dict:
+    """num_labels, id2label, label2id and problem_type of a parsed config.json, checked (see ClassificationConfig)."""
+    id2label = d.get("id2label")
+    if id2label is not None:
+        if not isinstance(id2label, dict) or not all(isinstance(v, str) for v in id2label.values()):
+            raise ConfigError(f"{source}: config field 'id2label': expected an object of label index -> name, got "
+                              f"{shown(id2label)}")
+        try:
+            id2label = {int(k): v for k, v in id2label.items()}
+        except ValueError:
+            raise ConfigError(f"{source}: config field 'id2label': keys must be label indices (\"0\", \"1\", ...), "
+                              f"got {shown(list(id2label))}") from None
+        if sorted(id2label) != list(range(len(id2label))) or not id2label:
+            raise ConfigError(f"{source}: config field 'id2label': expected the indices 0 to n - 1, got "
+                              f"{shown(sorted(id2label))}")
+        num_labels = len(id2label)
+    else:
+        num_labels = d.get("num_labels", 2)
+        if type(num_labels) is not int or not 1 <= num_labels <= MAX_INT_FIELD:
+            raise ConfigError(f"{source}: config field 'num_labels': expected a positive integer, got "
+                              f"{shown(num_labels)}")
+        id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+    label2id = d.get("label2id")
+    if label2id is None:
+        label2id = {name: i for i, name in id2label.items()}
+    elif not isinstance(label2id, dict) or not all(type(v) is int for v in label2id.values()):
+        raise ConfigError(f"{source}: config field 'label2id': expected an object of name -> label index, got "
+                          f"{shown(label2id)}")
+    problem_type = d.get("problem_type")
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:
+        raise ConfigError(f"{source}: config field 'problem_type': expected one of {', '.join(PROBLEM_TYPES)} or "
+                          f"null, got {shown(problem_type)}")
+    return {"num_labels": num_labels, "id2label": id2label, "label2id": label2id, "problem_type": problem_type}

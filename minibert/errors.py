@@ -14,6 +14,10 @@ class CheckpointError(MinibertError, ValueError):
     """A model folder, weights file or tensor is missing, malformed or disagrees with the config."""
 
 
+class MissingHeadError(CheckpointError):
+    """A checkpoint has no tensors of the task head asked for (a bare encoder loaded for fill-mask, say)."""
+
+
 class ConfigError(CheckpointError):
     """config.json is missing, not JSON, lacks a required field or asks for something unsupported."""
 

@@ -10,6 +10,10 @@ The two paths compute the same numbers (tests/test_fast.py, and both against PyT
 With `path=None` the fast path runs unless `output_attentions=True` asks for what only the reference path
 returns. Either way hidden states are zeros where attention_mask is 0 (the reference path computes vectors
 there and they are set to 0: they mean nothing, and this way no result depends on the path).
+
+With a task head (heads.py) on top, as transformers names them:
+    AutoModelForMaskedLM                  .logits (B, T, V), or (K, V) at the positions asked for
+    AutoModelForSequenceClassification    .logits (B, num_labels); config.id2label names the labels
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from . import fast, model
-from .config import BertConfig
-from .errors import InputError
+from . import fast, heads, model
+from .config import BertConfig, ClassificationConfig
+from .errors import CheckpointError, InputError
+from .heads import ClassifierWeights, MaskedLMWeights
 from .hub import resolve_model_dir
-from .params import EncoderWeights
-from .weights import StoredTensor, check_finite, read_checkpoint, select_encoder_tensors, to_float32
+from .params import MASKED_LM_OPTIONAL, EncoderWeights, Linear, classifier_shapes, masked_lm_shapes
+from .weights import (StoredTensor, check_finite, read_checkpoint, select_encoder_tensors, select_head_tensors,
+                      to_float32)
 
 Array = np.ndarray
 PATHS = ("fast", "reference")
@@ -67,10 +73,7 @@ class BertModel:
         headers; the weights stay on disk, memory-mapped, until the first forward pass. `strict=True` turns the
         warning about NaN or infinite weights into an error.
         """
-        folder = resolve_model_dir(name_or_path, revision=revision)
-        config = BertConfig.from_json_file(folder / "config.json")
-        tensors = select_encoder_tensors(read_checkpoint(folder), config, where=str(folder))
-        return cls(config, tensors, strict=strict, name_or_path=str(name_or_path), revision=revision)
+        return load_checkpoint(name_or_path, revision, strict)[0]
 
     @cached_property
     def weights(self) -> EncoderWeights:
@@ -167,6 +170,171 @@ class AutoModel:
     @staticmethod
     def from_pretrained(name_or_path: str | Path, *, revision: Optional[str] = None, strict: bool = False) -> BertModel:
         return BertModel.from_pretrained(name_or_path, revision=revision, strict=strict)
+
+
+def load_checkpoint(name_or_path: str | Path, revision: Optional[str], strict: bool,
+                    config_class: type = BertConfig) -> Tuple[BertModel, Dict[str, StoredTensor], str]:
+    """A checkpoint's encoder (a BertModel whose config is a `config_class`), all its stored tensors (for the
+    heads to pick theirs from) and its folder's name, for messages."""
+    folder = resolve_model_dir(name_or_path, revision=revision)
+    config = config_class.from_json_file(folder / "config.json")
+    stored = read_checkpoint(folder)
+    tensors = select_encoder_tensors(stored, config, where=str(folder))
+    encoder = BertModel(config, tensors, strict=strict, name_or_path=str(name_or_path), revision=revision)
+    return encoder, stored, str(folder)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoders with a task head (heads.py): transformers' AutoModelFor... classes
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class MaskedLMOutput:
+    """What a masked language model returns: the encoder's outputs and scores over the vocabulary."""
+
+    logits: Array  # (B, T, V); with `positions`, (K, V): the K chosen positions only, row by row
+    last_hidden_state: Array  # (B, T, H), zeros at padding
+    hidden_states: Optional[Tuple[Array, ...]] = None
+    attentions: Optional[Tuple[Array, ...]] = None
+
+
+@dataclass
+class SequenceClassifierOutput:
+    """What a sequence classifier returns: the encoder's outputs and one score per label."""
+
+    logits: Array  # (B, num_labels)
+    last_hidden_state: Array  # (B, T, H), zeros at padding
+    hidden_states: Optional[Tuple[Array, ...]] = None
+    attentions: Optional[Tuple[Array, ...]] = None
+
+
+class _WithHead:
+    """An encoder (`base_model`, a BertModel) and a task head's stored tensors, made float32 on first use."""
+
+    def __init__(self, base_model: BertModel, head_tensors: Dict[str, StoredTensor]):
+        self.base_model = base_model
+        self.config = base_model.config
+        self.head_tensors = head_tensors  # canonical name -> StoredTensor (params.py's head names)
+        self.name_or_path = base_model.name_or_path
+
+    def _head_arrays(self) -> Dict[str, Array]:
+        arrays = {}
+        for name, t in self.head_tensors.items():
+            arrays[name] = to_float32(t)
+            check_finite(name, arrays[name], strict=self.base_model.strict)
+        return arrays
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_model!r})"
+
+
+class BertForMaskedLM(_WithHead):
+    """An encoder with its masked-language-model head (any family: heads.py; the names in params.py).
+
+    >>> model = AutoModelForMaskedLM.from_pretrained("bert-base-uncased")
+    >>> batch = tokenizer("The cat [MASK] on the mat.")
+    >>> out = model(**batch, positions=batch["input_ids"] == tokenizer.mask_token_id)
+    >>> out.logits.shape                  # (K, V): one row per [MASK]
+    """
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: Optional[str] = None,
+                        strict: bool = False) -> "BertForMaskedLM":
+        """Load a checkpoint that has the head (BertForMaskedLM, BertForPreTraining, RobertaForMaskedLM, ...,
+        ElectraForMaskedLM: a generator); one without it is a CheckpointError saying so."""
+        encoder, stored, where = load_checkpoint(name_or_path, revision, strict)
+        head = select_head_tensors(stored, encoder.config, masked_lm_shapes(encoder.config), "masked language model",
+                                   where, optional=MASKED_LM_OPTIONAL)
+        if not any(n in head for n in MASKED_LM_OPTIONAL[1:]):
+            raise CheckpointError(f"{where}: the masked language model head has no decoder bias (expected "
+                                  f"{' or '.join(MASKED_LM_OPTIONAL[1:])}, as named in minibert/params.py)")
+        return cls(encoder, head)
+
+    @cached_property
+    def head(self) -> MaskedLMWeights:
+        return MaskedLMWeights.from_tensors(self._head_arrays(), self.base_model.weights.embeddings.word)
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, positions=None,
+                 output_hidden_states: bool = False, output_attentions: bool = False,
+                 path: Optional[str] = None) -> MaskedLMOutput:
+        """The encoder (BertModel.__call__, same arguments), then the head. `positions`, a (B, T) boolean array
+        (e.g. input_ids == tokenizer.mask_token_id), limits the scores to the positions where it is True:
+        logits (K, V) in row-major order, and the (K, H) x (H, V) product only for them. Without it, logits are
+        (B, T, V), meaningless where attention_mask is 0."""
+        out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states=output_hidden_states,
+                              output_attentions=output_attentions, path=path)
+        hidden = out.last_hidden_state  # (B, T, H)
+        if positions is not None:
+            hidden = hidden[_as_positions(positions, hidden.shape[:2])]  # (K, H)
+        logits = heads.masked_lm_logits(hidden, self.head, heads.masked_lm_activation(self.config),
+                                        self.config.layer_norm_eps)
+        return MaskedLMOutput(logits, out.last_hidden_state, out.hidden_states, out.attentions)
+
+
+class BertForSequenceClassification(_WithHead):
+    """An encoder with its sequence-classification head (any family: heads.py). `config` is a
+    ClassificationConfig: `config.id2label` names the columns of the logits.
+
+    >>> model = AutoModelForSequenceClassification.from_pretrained("distilbert-base-uncased-finetuned-sst-2-english")
+    >>> probs = softmax(model(**tokenizer(["I loved it."])).logits)    # (B, num_labels)
+    """
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: Optional[str] = None,
+                        strict: bool = False) -> "BertForSequenceClassification":
+        """Load a checkpoint that has the head (BertForSequenceClassification, ...); one without it (or a BERT
+        one without the pooler its classifier reads) is a CheckpointError saying so."""
+        encoder, stored, where = load_checkpoint(name_or_path, revision, strict, ClassificationConfig)
+        config = encoder.config
+        head = select_head_tensors(stored, config, classifier_shapes(config, config.num_labels), "classification",
+                                   where)
+        if config.model_type == "bert" and "pooler.dense.weight" not in encoder.tensors:
+            raise CheckpointError(f"{where}: has a classifier but no pooler (pooler.dense.*), which BERT's "
+                                  "classifier reads")
+        return cls(encoder, head)
+
+    @cached_property
+    def head(self) -> ClassifierWeights:
+        t = self._head_arrays()
+        dense = (self.base_model.weights.pooler if self.config.model_type == "bert"
+                 else Linear(t["classifier.dense.weight"], t["classifier.dense.bias"]))
+        return ClassifierWeights(dense, Linear(t["classifier.out_proj.weight"], t["classifier.out_proj.bias"]))
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, output_hidden_states: bool = False,
+                 output_attentions: bool = False, path: Optional[str] = None) -> SequenceClassifierOutput:
+        """The encoder (BertModel.__call__, same arguments), then the head: logits (B, num_labels)."""
+        out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states=output_hidden_states,
+                              output_attentions=output_attentions, path=path)
+        logits = heads.classifier_logits(out.last_hidden_state, self.head,
+                                         heads.CLASSIFIER_ACTIVATION[self.config.model_type])
+        return SequenceClassifierOutput(logits, out.last_hidden_state, out.hidden_states, out.attentions)
+
+
+class AutoModelForMaskedLM:
+    """transformers' name: the masked-language-model head of whatever family config.json says."""
+
+    @staticmethod
+    def from_pretrained(name_or_path: str | Path, *, revision: Optional[str] = None,
+                        strict: bool = False) -> BertForMaskedLM:
+        return BertForMaskedLM.from_pretrained(name_or_path, revision=revision, strict=strict)
+
+
+class AutoModelForSequenceClassification:
+    """transformers' name: the sequence-classification head of whatever family config.json says."""
+
+    @staticmethod
+    def from_pretrained(name_or_path: str | Path, *, revision: Optional[str] = None,
+                        strict: bool = False) -> BertForSequenceClassification:
+        return BertForSequenceClassification.from_pretrained(name_or_path, revision=revision, strict=strict)
+
+
+def _as_positions(positions, shape: Tuple[int, int]) -> Array:
+    """A (B, T) boolean array of chosen positions, checked."""
+    arr = np.asarray(positions)
+    if arr.dtype != np.bool_ or arr.shape != shape:
+        raise InputError(f"positions: expected a boolean array of shape {shape} (the input's (B, T)), got "
+                         f"{arr.dtype} of shape {arr.shape}")
+    return arr
 
 
 def _as_int_array(value, name: str) -> Array:

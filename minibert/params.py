@@ -14,6 +14,24 @@ Every family stores the same tensors under its own names. `canonical_name` maps 
     MPNet        mpnet.        encoder.layer.i.attention.attn.q/k/v/o              .attention.self.query/.../.output.dense
                                encoder.layer.i.attention.LayerNorm                 .attention.output.LayerNorm
                                encoder.relative_attention_bias (buckets, N)        (its own)
+
+The task heads (heads.py) sit outside the family prefix and are named the same way, BERT's names for the masked
+language model head and RoBERTa's for the classifier (whose first dense layer is BERT's pooler):
+
+    family       its own names                                   canonical names
+    BERT         cls.predictions.transform.dense / .LayerNorm    (the same)
+                 cls.predictions.decoder (+ .bias), .bias        (the same)
+                 classifier                                      classifier.out_proj  (its dense: pooler.dense)
+    RoBERTa,     lm_head.dense, lm_head.layer_norm               cls.predictions.transform.dense / .LayerNorm
+    XLM-R,       lm_head.decoder, lm_head.bias                   cls.predictions.decoder, cls.predictions.bias
+    CamemBERT,   classifier.dense, classifier.out_proj           (the same)
+    MPNet
+    DistilBERT   vocab_transform, vocab_layer_norm               cls.predictions.transform.dense / .LayerNorm
+                 vocab_projector                                 cls.predictions.decoder
+                 pre_classifier, classifier                      classifier.dense, classifier.out_proj
+    ELECTRA      generator_predictions.dense / .LayerNorm        cls.predictions.transform.dense / .LayerNorm
+                 generator_lm_head                               cls.predictions.decoder
+                 classifier.dense, classifier.out_proj           (the same)
 """
 
 from __future__ import annotations
@@ -42,11 +60,28 @@ RENAMES = {
               (r"^encoder\.layer\.(\d+)\.attention\.LayerNorm\.", r"encoder.layer.\1.attention.output.LayerNorm.")],
 }
 _QKV = {"q": "query", "k": "key", "v": "value"}
+_LM_HEAD = [(r"^lm_head\.dense\.", "cls.predictions.transform.dense."),
+            (r"^lm_head\.layer_norm\.", "cls.predictions.transform.LayerNorm."),
+            (r"^lm_head\.decoder\.", "cls.predictions.decoder."),
+            (r"^lm_head\.bias$", "cls.predictions.bias")]
+_OUT_PROJ = (r"^classifier\.(weight|bias)$", r"classifier.out_proj.\1")  # a classifier of one layer
+HEAD_RENAMES = {
+    "bert": [_OUT_PROJ],
+    "roberta": _LM_HEAD, "xlm-roberta": _LM_HEAD, "camembert": _LM_HEAD, "mpnet": _LM_HEAD,
+    "distilbert": [(r"^vocab_transform\.", "cls.predictions.transform.dense."),
+                   (r"^vocab_layer_norm\.", "cls.predictions.transform.LayerNorm."),
+                   (r"^vocab_projector\.", "cls.predictions.decoder."),
+                   (r"^pre_classifier\.", "classifier.dense."), _OUT_PROJ],
+    "electra": [(r"^generator_predictions\.dense\.", "cls.predictions.transform.dense."),
+                (r"^generator_predictions\.LayerNorm\.", "cls.predictions.transform.LayerNorm."),
+                (r"^generator_lm_head\.", "cls.predictions.decoder.")],
+}
 
 
 def canonical_name(name: str, model_type: str = "bert") -> str:
     """A checkpoint's tensor name as BERT names it: without the family's prefix, LayerNorm gamma/beta as
-    weight/bias, and DistilBERT's and MPNet's own layer names mapped to BERT's (see the table above)."""
+    weight/bias, DistilBERT's and MPNet's own layer names mapped to BERT's, and each family's task-head names to
+    the canonical ones (see the tables above)."""
     prefix = PREFIXES.get(model_type, "bert.")
     if name.startswith(prefix):
         name = name[len(prefix):]
@@ -59,6 +94,9 @@ def canonical_name(name: str, model_type: str = "bert") -> str:
         if match:
             if replacement is None:  # a query/key/value projection: q -> query
                 replacement = rf"encoder.layer.\1.attention.self.{_QKV[match.group(2)]}."
+            return re.sub(pattern, replacement, name)
+    for pattern, replacement in HEAD_RENAMES.get(model_type, ()):
+        if re.match(pattern, name):
             return re.sub(pattern, replacement, name)
     return name
 
@@ -157,6 +195,29 @@ def expected_shapes(config) -> Dict[str, tuple]:
 
 
 POOLER_SHAPES = ("pooler.dense.weight", "pooler.dense.bias")
+# The masked-LM head's tensors a checkpoint may leave out: the decoder's weight is then the word embeddings
+# ("tied"), and of its two biases (one tied to the other in transformers) one is enough.
+MASKED_LM_OPTIONAL = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias", "cls.predictions.bias")
+
+
+def masked_lm_shapes(config) -> Dict[str, tuple]:
+    """The masked-LM head's tensors by canonical name, with their shapes: dense H -> E (E = H except in ELECTRA's
+    generator), layer norm, decoder E -> V."""
+    H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
+    p = "cls.predictions."
+    return {p + "transform.dense.weight": (E, H), p + "transform.dense.bias": (E,),
+            p + "transform.LayerNorm.weight": (E,), p + "transform.LayerNorm.bias": (E,),
+            p + "decoder.weight": (V, E), p + "decoder.bias": (V,), p + "bias": (V,)}
+
+
+def classifier_shapes(config, num_labels: int) -> Dict[str, tuple]:
+    """The sequence-classification head's tensors by canonical name, with their shapes: dense H -> H (BERT's is
+    its pooler, loaded with the encoder), then out_proj H -> num_labels."""
+    H = config.hidden_size
+    shapes = {"classifier.out_proj.weight": (num_labels, H), "classifier.out_proj.bias": (num_labels,)}
+    if config.model_type != "bert":
+        shapes.update({"classifier.dense.weight": (H, H), "classifier.dense.bias": (H,)})
+    return shapes
 
 
 def sinusoidal_positions(n_positions: int, dim: int) -> Array:

@@ -34,6 +34,9 @@ MAX_LENGTH_LIMIT = 2**31 - 1
 # U+001C..U+001F, so it cannot be used: ids would differ from transformers').
 WHITE_SPACE = "".join(map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
                                 0x202F, 0x205F, 0x3000]))
+# transformers' clean_up_tokenization, in its order: decoded word pieces " ." become ".", and so on.
+CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
+            (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 # Any text: what the post-processor adds to it shows where the special tokens go.
 PROBE_TEXT = "probe"
 
@@ -75,6 +78,7 @@ class Tokenizer:
     """A checkpoint's own tokenizer (WordPiece, byte-level BPE or Unigram), through the `tokenizers` library."""
 
     def __init__(self, tokenizer: _RustTokenizer, *, model_max_length: int = 512, pad_token: str = "[PAD]",
+                 mask_token: str = "[MASK]", clean_up_tokenization_spaces: bool = False,
                  name_or_path: Optional[str] = None):
         # The file's own padding/truncation settings would fight ours (MiniLM's pads everything to 128).
         tokenizer.no_padding()
@@ -84,6 +88,9 @@ class Tokenizer:
         self.model_max_length = model_max_length
         pad_id = tokenizer.token_to_id(pad_token)
         self.pad_token_id = 0 if pad_id is None else pad_id
+        self.mask_token = mask_token
+        self.mask_token_id = tokenizer.token_to_id(mask_token)  # None: the vocabulary has no mask token
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         self.name_or_path = name_or_path
 
     @classmethod
@@ -124,7 +131,9 @@ class Tokenizer:
             positions -= pad + 1  # RoBERTa's 514 rows hold 512 tokens
         # Some files say model_max_length = 1e30 ("no limit"): the position table is the real limit.
         candidates = [v for v in (limit, positions) if type(v) is int and 0 < v < 10**9]
+        clean_up = bool_setting(settings, "clean_up_tokenization_spaces", False, folder / "tokenizer_config.json")
         return cls(tokenizer, model_max_length=min(candidates, default=512), pad_token=special["pad_token"].content,
+                   mask_token=special["mask_token"].content, clean_up_tokenization_spaces=clean_up,
                    name_or_path=str(name_or_path))
 
     @property
@@ -174,11 +183,22 @@ class Tokenizer:
         with _rust_errors(self.name_or_path):
             return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """The text of a sequence of token ids (a list or 1-D array of ints, each a token of this tokenizer)."""
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True,
+               clean_up_tokenization_spaces: Optional[bool] = None) -> str:
+        """The text of a sequence of token ids (a list or 1-D array of ints, each a token of this tokenizer).
+
+        `clean_up_tokenization_spaces` (default: tokenizer_config.json's, else False) removes the space before
+        punctuation and contractions (" ." -> "."), as transformers does, except for BPE tokenizers (which keep
+        their spaces: transformers skips it for them too)."""
         ids = _as_id_list(ids, self._id_limit)
         with _rust_errors(self.name_or_path):
-            return self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+            text = self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        if clean_up_tokenization_spaces and type(self._tokenizer.model).__name__ != "BPE":
+            for spaced, joined in CLEAN_UP:
+                text = text.replace(spaced, joined)
+        return text
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name_or_path!r}, vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"

@@ -30,7 +30,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .config import BertConfig
-from .errors import CheckpointError, shown
+from .errors import CheckpointError, MissingHeadError, shown
 from .io import parse_json
 from .params import POOLER_SHAPES, canonical_name, expected_shapes, sinusoidal_positions
 
@@ -248,19 +248,25 @@ def check_unchanged(t: StoredTensor) -> None:
             "in place); its weights are memory-mapped and cannot be read safely: load the model again")
 
 
-def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
-                           where: str) -> Dict[str, StoredTensor]:
-    """Pick the encoder's tensors (and the pooler's, when present) by canonical name (params.py) and check each.
-
-    Pretraining and task heads (`cls.*`, `lm_head.*`, `classifier.*`, ...) and buffers such as
-    `embeddings.position_ids` are not the encoder's and are left out.
-    """
+def canonical_tensors(stored: Dict[str, StoredTensor], config: BertConfig, where: str) -> Dict[str, StoredTensor]:
+    """The stored tensors by canonical name (params.canonical_name); two stored names for one tensor are refused."""
     by_name: Dict[str, StoredTensor] = {}
     for name, t in stored.items():
         canon = canonical_name(name, config.model_type)
         if canon in by_name:
             raise CheckpointError(f"{where}: tensor {canon!r} is stored twice (as {name!r} and another name)")
         by_name[canon] = t
+    return by_name
+
+
+def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
+                           where: str) -> Dict[str, StoredTensor]:
+    """Pick the encoder's tensors (and the pooler's, when present) by canonical name (params.py) and check each.
+
+    Pretraining and task heads (`cls.*`, `lm_head.*`, `classifier.*`, ...; see `select_head_tensors`) and buffers
+    such as `embeddings.position_ids` are not the encoder's and are left out.
+    """
+    by_name = canonical_tensors(stored, config, where)
     if config.sinusoidal_pos_embds and "embeddings.position_embeddings.weight" not in by_name:
         table = sinusoidal_positions(config.max_position_embeddings, config.embedding_size)
         by_name["embeddings.position_embeddings.weight"] = StoredTensor("F32", table, Path(where))
@@ -280,16 +286,31 @@ def select_encoder_tensors(stored: Dict[str, StoredTensor], config: BertConfig,
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise CheckpointError(f"{where}: missing tensor(s) {', '.join(missing[:5])}{more} (expected for a "
                               f"{config.model_type} model of {L} layers; names shown as BERT's, see minibert/params.py)")
-    selected = {}
-    for name, shape in shapes.items():
-        t = by_name[name]
-        if t.dtype not in FLOAT_DTYPES:
-            raise CheckpointError(f"{t.file}: tensor {name!r} has dtype {t.dtype}; expected one of {', '.join(FLOAT_DTYPES)}")
-        if tuple(t.array.shape) != shape:
-            raise CheckpointError(
-                f"{t.file}: tensor {name!r} has shape {list(t.array.shape)}; the config implies {list(shape)}")
-        selected[name] = t
-    return selected
+    return {name: _checked(name, by_name[name], shape) for name, shape in shapes.items()}
+
+
+def select_head_tensors(stored: Dict[str, StoredTensor], config: BertConfig, shapes: Dict[str, tuple], head: str,
+                        where: str, optional: Iterable[str] = ()) -> Dict[str, StoredTensor]:
+    """Pick a task head's tensors (`shapes`: canonical name -> shape, params.py) and check each; those named in
+    `optional` may be absent. `head` names the head in the error, e.g. "masked language model"."""
+    by_name = canonical_tensors(stored, config, where)
+    missing = [n for n in shapes if n not in by_name and n not in optional]
+    if missing:
+        more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        raise MissingHeadError(f"{where}: has no {head} head (no tensor {', '.join(missing[:2])}{more}; names as in "
+                               f"minibert/params.py's table for {config.model_type})")
+    return {name: _checked(name, by_name[name], shape) for name, shape in shapes.items() if name in by_name}
+
+
+def _checked(name: str, t: StoredTensor, shape: tuple) -> StoredTensor:
+    """A tensor whose dtype is a float type and whose shape is the one the config implies."""
+    if t.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{t.file}: tensor {name!r} has dtype {t.dtype}; expected one of "
+                              f"{', '.join(FLOAT_DTYPES)}")
+    if tuple(t.array.shape) != shape:
+        raise CheckpointError(
+            f"{t.file}: tensor {name!r} has shape {list(t.array.shape)}; the config implies {list(shape)}")
+    return t
 
 
 LAYER_INDEX = re.compile(r"encoder\.layer\.([^.]*)\.")
