@@ -34,6 +34,8 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
+from make_family_reference import randomise  # non-trivial LayerNorm and bias values, the same for heads
+
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ROOT / "tests" / "fixtures" / "families"
 OUT = ROOT / "tests" / "fixtures" / "heads"
@@ -76,18 +78,6 @@ def copy_tokenizer(family: str, folder: Path, **settings) -> None:
             shutil.copy(source / name, folder / name)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, **settings}, indent=2))
-
-
-def randomise(model) -> None:
-    """Non-trivial LayerNorm scales and biases, larger head weights (so that the scores spread)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm.weight" in name or "layer_norm.weight" in name:
-                p.copy_(1 + 0.3 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            elif "relative_attention_bias" in name:
-                p.copy_(torch.randn_like(p))
 
 
 def write_family(family: str, seed: int) -> Path:
