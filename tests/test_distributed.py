@@ -395,3 +395,15 @@ def test_full_disk_during_a_corpus_run(client, odd_encoder, tmp_path):
         assert not list((out / "shards").iterdir()) and not (out / ".lock").exists()
     finally:
         subprocess.run(["umount", str(out)], check=True)
+
+
+@pytest.mark.parametrize("family", ["mpnet", "xlm-roberta"])
+def test_other_families_encode_on_the_cluster(client, tmp_path, family):
+    """A family's sentence-transformers model through encode_corpus: the vectors encode() gives."""
+    from minibert import SentenceEncoder
+    encoder = SentenceEncoder.from_pretrained(ODD_MODEL.parent / "families" / family)
+    text = tmp_path / "in.txt"
+    text.write_text("The cat sat on the mat.\nA bank by the river.\nCrème brûlée.\n", encoding="utf-8")
+    encode_corpus(text, tmp_path / "out", model=encoder, client=client, partition_size=2)
+    assert_batch_invariant(load_embeddings(tmp_path / "out").array(),
+                           encoder.encode(["The cat sat on the mat.", "A bank by the river.", "Crème brûlée."]))

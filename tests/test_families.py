@@ -142,3 +142,17 @@ def test_distilbert_sinusoidal_table_when_not_stored(tmp_path):
     out = AutoModel.from_pretrained(tmp_path / "d")(ref["padded/input_ids"], attention_mask=ref["padded/attention_mask"])
     real = ref["padded/attention_mask"].astype(bool)
     assert np.abs(out.last_hidden_state - ref["padded/last_hidden_state"])[real].max() <= HIDDEN_TOL
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_command_line_takes_every_family(name, tmp_path, capsys):
+    """minibert info and encode on each family's checkpoint (mean pooling when it has no sentence-transformers
+    files)."""
+    from minibert.cli import main
+    assert main(["info", str(folder(name))]) == 0
+    assert name in capsys.readouterr().out
+    (tmp_path / "in.txt").write_text("The cat sat.\nA dog barked.\n", encoding="utf-8")
+    assert main(["encode", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.npy"),
+                 "--model", str(folder(name))]) == 0
+    vectors = np.load(tmp_path / "out.npy")
+    assert_batch_invariant(vectors, SentenceEncoder.from_pretrained(folder(name)).encode(["The cat sat.", "A dog barked."]))
