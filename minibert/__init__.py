@@ -13,11 +13,12 @@ from .encoder import SentenceEncoder
 from .errors import CheckpointError, ConfigError, InputError, MinibertError, OutputError
 from .hub import DEFAULT_MODEL
 from .modeling import AutoModel, BertModel, BertOutput
+from .retrieval import quantize_embeddings, semantic_search
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
     "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError", "OutputError",
-    "SentenceEncoder",
+    "SentenceEncoder", "quantize_embeddings", "semantic_search",
 ]
 __version__ = "0.1.0"
