@@ -205,3 +205,34 @@ def test_bad_config_sentence_transformers(tmp_path, config, message):
     (tmp_path / "m" / "config_sentence_transformers.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"config_sentence_transformers\.json: " + message):
         SentenceEncoder.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("precision, dtype, width", [("float32", np.float32, 16), ("int8", np.int8, 16),
+                                                     ("uint8", np.uint8, 16), ("binary", np.int8, 2),
+                                                     ("ubinary", np.uint8, 2)])
+def test_cli_encode_retrieval_options(tmp_path, sentences, precision, dtype, width):
+    from minibert.cli import main
+    (tmp_path / "in.txt").write_text("\n".join(s for s in sentences if s) + "\n", encoding="utf-8")
+    out = tmp_path / "out.npy"
+    assert main(["encode", "--model", str(MODEL), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                 "--prompt-name", "query", "--precision", precision, "--truncate-dim", "16", "--normalize"]) == 0
+    written = np.load(out)
+    expected = SentenceEncoder.from_pretrained(MODEL).encode([s for s in sentences if s], prompt_name="query",
+                                                             precision=precision, truncate_dim=16,
+                                                             normalize_embeddings=True)
+    assert written.dtype == dtype and written.shape == (7, width)
+    np.testing.assert_array_equal(written, expected)
+
+
+def test_cli_encode_prompt_errors(tmp_path, capsys):
+    from minibert.cli import main
+    (tmp_path / "in.txt").write_text("a text\n", encoding="utf-8")
+    common = ["encode", "--model", str(MODEL), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.npy")]
+    assert main(common + ["--prompt-name", "title"]) == 1
+    assert "prompt_name 'title': not one of this model's prompts: 'query'" in capsys.readouterr().err
+    assert main(common + ["--truncate-dim", "0"]) == 1
+    assert main(common + ["--precision", "int8"]) == 1  # one text: no ranges
+    assert "single embedding" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(common + ["--prompt", "x", "--prompt-name", "query"])
+    assert not (tmp_path / "o.npy").exists()
