@@ -451,7 +451,8 @@ class SentenceEncoder:
     def encode_stream(self, texts: Iterable[str], chunk_size: int, batch_size: int = 32, *,
                       prompt_name: Optional[str] = None, prompt: Optional[str] = None,
                       normalize_embeddings: bool = False, truncate_dim: Optional[int] = None,
-                      long_inputs: str = "truncate", advance: Callable[[int], None] = lambda n: None) -> Iterator[Array]:
+                      long_inputs: str = "truncate",
+                      advance: Callable[[int], None] = lambda n: None) -> Iterator[Array]:
         """`encode` over an iterable of any length, `chunk_size` texts at a time: yields (n, P) float32 blocks, in
         order, so that no more than one chunk is ever held. `advance(n)` is called as each n more texts are done."""
         resolved = self.resolve_prompt(prompt, prompt_name)

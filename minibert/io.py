@@ -4,7 +4,7 @@
     open_input("-" or path)                 a text / JSON-lines input, streamed once (a FIFO or <(...) works)
     read_texts(stream, label, json_lines)   its texts; a bad line is an InputError naming file:line
     atomic_output(path, inputs=...)         write to a temp file, fsync, rename: all or nothing
-    write_npy(path, blocks, dim)            (N, dim) float32, int8 or uint8 rows, ordinary writes (a full disk is an error)
+    write_npy(path, blocks, dim)            (N, dim) float32 / int8 / uint8 rows, plain writes (a full disk is an error)
     progress(total, desc, unit, show)       a tqdm bar on stderr, or nothing
     folder_lock(folder)                     one run at a time in an output folder
 

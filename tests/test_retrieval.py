@@ -15,7 +15,8 @@ from minibert import CheckpointError, InputError, SentenceEncoder, quantize_embe
 from minibert.retrieval import similarity, similarity_pairwise
 
 VECTOR_TOL = 1e-5
-_spec = importlib.util.spec_from_file_location("make_retrieval_reference", REPO / "scripts" / "make_retrieval_reference.py")
+_spec = importlib.util.spec_from_file_location("make_retrieval_reference",
+                                               REPO / "scripts" / "make_retrieval_reference.py")
 script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(script)  # numpy only at import: torch is imported inside its functions
 MODEL = FIXTURES / "retrieval" / "model"
@@ -86,8 +87,8 @@ def test_from_pretrained_truncate_dim(ref, sentences):
     encoder = SentenceEncoder.from_pretrained(MODEL, truncate_dim=24)
     assert encoder.get_sentence_embedding_dimension() == 24 and encoder.settings()["truncate_dim"] == 24
     ours = encoder.encode(sentences)
-    assert within("retrieval: from_pretrained(truncate_dim=24)", float(np.abs(ours - ref["base/from_pretrained_truncate"]).max()),
-                  VECTOR_TOL)
+    d = float(np.abs(ours - ref["base/from_pretrained_truncate"]).max())
+    assert within("retrieval: from_pretrained(truncate_dim=24)", d, VECTOR_TOL)
     assert encoder.encode(sentences, truncate_dim=100).shape == (8, 48)  # larger than the vectors: whole
     assert pickle.loads(pickle.dumps(encoder)).truncate_dim == 24
     for bad in (0, -1, 2.5, True, "8"):
@@ -162,8 +163,8 @@ def test_semantic_search_matches_sentence_transformers(ref, name, chunked):
                            score_function=name, **chunks)
     np.testing.assert_array_equal([[h["corpus_id"] for h in q] for q in hits], ref[f"search/{name}{chunked}_ids"])
     scores = np.array([[h["score"] for h in q] for q in hits])
-    assert within(f"retrieval: semantic_search {name}", float(np.abs(scores - ref[f"search/{name}{chunked}_scores"]).max()),
-                  VECTOR_TOL)
+    d = float(np.abs(scores - ref[f"search/{name}{chunked}_scores"]).max())
+    assert within(f"retrieval: semantic_search {name}", d, VECTOR_TOL)
     assert all(isinstance(h["corpus_id"], int) and isinstance(h["score"], float) for q in hits for h in q)
 
 
@@ -173,7 +174,8 @@ def test_semantic_search_whole_corpus_memory_mapped_and_custom_function(ref, tmp
     hits = semantic_search(ref["queries/embeddings"], corpus, top_k=100, corpus_chunk_size=3)
     np.testing.assert_array_equal([[h["corpus_id"] for h in q] for q in hits], ref["search/all_ids"])
     negated = semantic_search(ref["queries/embeddings"][0], corpus, top_k=2, score_function=lambda a, b: -(a @ b.T))
-    assert [h["corpus_id"] for h in negated[0]] == list(np.argsort(ref["corpus/embeddings"] @ ref["queries/embeddings"][0])[:2])
+    dots = ref["corpus/embeddings"] @ ref["queries/embeddings"][0]
+    assert [h["corpus_id"] for h in negated[0]] == list(np.argsort(dots)[:2])
     with pytest.raises(InputError, match=r"top_k 0; expected a positive integer"):
         semantic_search(corpus[:1], corpus, top_k=0)
     with pytest.raises(InputError, match=r"corpus_embeddings of shape \(9, 47\); expected \(M, 48\)"):
