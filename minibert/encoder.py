@@ -4,7 +4,7 @@ L2 normalisation, read from the model folder's sentence-transformers files.
     from minibert import SentenceEncoder
     encoder = SentenceEncoder.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
     vectors = encoder.encode(["The cat sat on the mat.", "A dog barked."])   # (2, 384) float32
-    encoder.similarity(vectors, vectors)                                      # (2, 2) cosine matrix
+    encoder.similarity(vectors, vectors)             # (2, 2): the model's similarity_fn_name, cosine by default
 
     queries = encoder.encode_query(["Where did the cat sit?"])              # the model's "query" prompt, if any
     packed = encoder.encode(texts, precision="ubinary", truncate_dim=256)   # (N, 32) uint8, Matryoshka + bits
