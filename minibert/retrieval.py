@@ -70,7 +70,7 @@ def _euclidean(a: Array, b: Array) -> Array:
 
 
 def _manhattan(a: Array, b: Array) -> Array:
-    out = np.empty((len(a), len(b)))
+    out = np.empty((len(a), len(b)), dtype=np.result_type(a, b))
     for i, row in enumerate(a):  # one (M, P) difference at a time, not an (N, M, P) array
         out[i] = np.abs(b - row).sum(axis=1)
     return -out
@@ -179,6 +179,11 @@ def quantize_embeddings(embeddings, precision: str, ranges: Optional[Array] = No
 Hit = Dict[str, Union[int, float]]
 
 
+def _unit_rows(x: Array) -> Array:
+    """`normalize` without its float64 copy, for a corpus chunk: (m, P) float32 -> (m, P) float32."""
+    return x / np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x))[:, None], np.float32(1e-12))
+
+
 def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int = 100,
                     corpus_chunk_size: int = 500_000, top_k: int = 10,
                     score_function: Union[str, SimilarityFn] = "cosine") -> List[List[Hit]]:
@@ -187,23 +192,33 @@ def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int =
 
     query_embeddings: (N, P) or (P,); corpus_embeddings: (M, P). score_function: a similarity_fn_name
     ("cosine", "dot", "euclidean", "manhattan") or a function (n, P), (m, P) arrays -> (n, m) scores.
-    Memory is bounded by the chunks: at most query_chunk_size x corpus_chunk_size scores exist at once; a
-    corpus that is a memory-mapped .npy is read one chunk at a time. Equal scores rank the lower corpus_id first.
+    Memory is bounded by the chunks: one float32 corpus chunk and query_chunk_size x corpus_chunk_size scores
+    at a time (a corpus that is a memory-mapped .npy is read one chunk at a time); for cosine each corpus chunk
+    is normalised once. Equal scores rank the lower corpus_id first.
     """
     for name, value in (("query_chunk_size", query_chunk_size), ("corpus_chunk_size", corpus_chunk_size),
                         ("top_k", top_k)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InputError(f"semantic_search: {name} {value!r}; expected a positive integer")
-    score = SIMILARITY_FUNCTIONS[check_similarity_fn_name(score_function, "semantic_search: score_function")] \
-        if isinstance(score_function, str) else score_function
-    queries = as_matrix(query_embeddings, "query_embeddings", "semantic_search")
+    cosine = score_function == "cosine"
+    if isinstance(score_function, str):
+        check_similarity_fn_name(score_function, "semantic_search: score_function")
+    score = SIMILARITY_FUNCTIONS["dot" if cosine else score_function] if isinstance(score_function, str) \
+        else score_function
+    queries = as_matrix(query_embeddings, "query_embeddings", "semantic_search").astype(np.float32)
+    if cosine:
+        queries = normalize(queries)
     corpus = corpus_embeddings if isinstance(corpus_embeddings, np.ndarray) else np.asarray(corpus_embeddings)
+    if corpus.dtype.kind not in "fiu":
+        raise InputError(f"semantic_search: corpus_embeddings is an array of {corpus.dtype}; expected numbers")
     if corpus.ndim != 2 or corpus.shape[1] != queries.shape[1]:
         raise InputError(f"semantic_search: corpus_embeddings of shape {corpus.shape}; expected (M, "
                          f"{queries.shape[1]}) like the queries")
     best: List[List[Tuple[float, int]]] = [[] for _ in range(len(queries))]  # min-heaps of (score, -corpus_id)
     for c0 in range(0, len(corpus), corpus_chunk_size):
-        chunk = as_matrix(corpus[c0:c0 + corpus_chunk_size], "corpus_embeddings", "semantic_search")
+        chunk = np.asarray(corpus[c0:c0 + corpus_chunk_size], dtype=np.float32)  # (m, P)
+        if cosine:
+            chunk = _unit_rows(chunk)
         k = min(top_k, len(chunk))
         for q0 in range(0, len(queries), query_chunk_size):
             scores = np.asarray(score(queries[q0:q0 + query_chunk_size], chunk), dtype=np.float32)  # (n, m)

@@ -180,6 +180,10 @@ def test_semantic_search_whole_corpus_memory_mapped_and_custom_function(ref, tmp
         semantic_search(corpus[:1], corpus, top_k=0)
     with pytest.raises(InputError, match=r"corpus_embeddings of shape \(9, 47\); expected \(M, 48\)"):
         semantic_search(corpus[:1], corpus[:, :47])
+    with pytest.raises(InputError, match=r"corpus_embeddings is an array of <U1; expected numbers"):
+        semantic_search(corpus[:1], [["a"] * 48])
+    with pytest.raises(InputError, match=r"score_function: 'jaccard'; expected one of cosine"):
+        semantic_search(corpus[:1], corpus, score_function="jaccard")
 
 
 def test_chunked_long_inputs_repeat_the_prompt(encoders):
