@@ -35,8 +35,8 @@ from .errors import CheckpointError, InputError, shown
 from .hub import DEFAULT_MODEL, resolve_model_dir
 from .io import progress, read_json
 from .modeling import BertModel
-from .retrieval import (PRECISIONS, SIMILARITY_FUNCTIONS, check_precision, check_similarity_fn_name, normalize,
-                        quantize_embeddings, similarity, similarity_pairwise)
+from .retrieval import (SIMILARITY_FUNCTIONS, check_precision, normalize, quantize_embeddings, similarity,
+                        similarity_pairwise)
 from .tokenizer import Tokenizer, as_text_list, bool_setting, check_cls_sep
 from .weights import checked_relative_path
 
