@@ -242,7 +242,7 @@ def run_explain(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 COMMANDS: Dict[str, Command] = {c.name: c for c in [
-    Command("encode", "encode texts into an (N, P) float32 .npy, row i for text i",
+    Command("encode", "encode texts into an (N, P) .npy (float32, or quantized), row i for text i",
             f"Encode texts into an (N, P) .npy file (float32 unless --precision says otherwise), row i for text i. "
             f"{LINE_RULE} The input is read once "
             "(standard input, a FIFO and <(...) work); the file appears under its name only once complete, with "
