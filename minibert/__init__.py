@@ -17,12 +17,13 @@ from .hub import DEFAULT_MODEL
 from .modeling import (AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, BertForMaskedLM,
                        BertForSequenceClassification, BertModel, BertOutput, MaskedLMOutput, SequenceClassifierOutput)
 from .tasks import CrossEncoder, fill_mask
+from .retrieval import quantize_embeddings, semantic_search
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
     "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError", "OutputError",
-    "SentenceEncoder",
+    "SentenceEncoder", "quantize_embeddings", "semantic_search",
     "AutoModelForMaskedLM", "AutoModelForSequenceClassification", "BertForMaskedLM", "BertForSequenceClassification",
     "MaskedLMOutput", "SequenceClassifierOutput", "CrossEncoder", "fill_mask",
 ]

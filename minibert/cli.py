@@ -1,12 +1,14 @@
 """The `minibert` command line: every command's arguments, in one place.
 
     minibert encode --model M [--input FILE|-] --output OUT.npy [--batch-size 32] [--normalize]
+                    [--prompt-name NAME | --prompt TEXT] [--precision P] [--truncate-dim N]
     minibert info M
     minibert encode-corpus --model M --output DIR INPUTS... [--scheduler ADDRESS]   (minibert.distributed; needs dask)
     minibert explain SENTENCE... --word W [--json] [--plot FILE.png]                (minibert.explain)
     minibert fill "The cat [MASK] on the mat." --model M [--top-k 5] [--json]       (minibert.tasks)
     minibert classify TEXTS --model M [--json]
     minibert rerank --query Q DOCUMENTS --model M [--top-k K] [--json]
+    minibert serve --model M [--port 8080] [--reranker R] [--api-key KEY]          (minibert.serve)
 
 Each command is a Command: its name, help, a function adding its arguments to a parser and one carrying it out
 (taking the parsed arguments and its parser, returning an exit status). Another program runs one with
@@ -21,7 +23,9 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
 
 from . import distributed, explain, serve
 from .encoder import LONG_INPUTS, SentenceEncoder
@@ -31,9 +35,10 @@ from .model import softmax
 from .modeling import BertForMaskedLM, BertForSequenceClassification
 from .tasks import CrossEncoder, fill_mask, sigmoid
 from .tokenizer import Tokenizer
-from .weights import check_compatible
 from .io import (JSON_LINES_SUFFIXES, check_output, count_lines, is_json_lines, open_input, progress, read_texts,
                  wants_bar, write_npy)
+from .retrieval import PRECISIONS, quantize_embeddings
+from .weights import check_compatible
 
 # Texts read, encoded and written per step of `encode`: the most it holds in memory at once (and the pool
 # within which texts are sorted by length into batches).
@@ -74,25 +79,56 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", action="store_true", help="scale every vector to unit length")
     p.add_argument("--long-inputs", choices=LONG_INPUTS, default="truncate",
                    help="texts over the model's limit: truncate (default) or chunk (average overlapping windows)")
+    prompts = p.add_mutually_exclusive_group()
+    prompts.add_argument("--prompt-name", metavar="NAME",
+                         help="put the model's prompt NAME (config_sentence_transformers.json, e.g. query) before "
+                              "every text (default: the model's default_prompt_name, if any)")
+    prompts.add_argument("--prompt", metavar="TEXT",
+                         help="put TEXT before every text (--prompt '' for none, whatever the model's default)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="the .npy's type: float32 (default); int8 or uint8 (each dimension in 256 steps between "
+                        "its min and max over all the texts: their float32 vectors are held in memory until the "
+                        "end); binary (int8) or ubinary (uint8): one bit per dimension (1 above 0), packed 8 to a "
+                        "byte, so the shape is (N, ceil(P / 8))")
+    p.add_argument("--truncate-dim", type=int, metavar="N",
+                   help="keep the first N values of each vector (Matryoshka models), before --normalize "
+                        "and --precision")
     show_progress(p, "texts")
 
 
 def run_encode(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
+    if args.truncate_dim is not None and args.truncate_dim < 1:
+        raise InputError(f"--truncate-dim {args.truncate_dim}: expected a positive integer")
     with open_input(args.input) as (stream, label, info):
         check_output(args.output, [(label, info)])  # before the model loads; checked again before the rename
         json_lines = args.format == "jsonl" or (args.format == "auto" and is_json_lines(label))
-        encoder = SentenceEncoder.from_pretrained(args.model)
+        encoder = SentenceEncoder.from_pretrained(args.model, truncate_dim=args.truncate_dim)
+        prompt = encoder.resolve_prompt(args.prompt, args.prompt_name)  # an unknown name fails before any text
         dim = encoder.get_sentence_embedding_dimension()
+        if args.precision.endswith("binary"):
+            dim = -(-dim // 8)
+        dtype = np.dtype(PRECISIONS[args.precision]).name
         texts = read_texts(stream, label, json_lines)
         total = count_lines(stream, info) if wants_bar(args.progress) else None  # None for a pipe
         with progress(total, "Encoding", "text", args.progress) as advance:
-            blocks = encoder.encode_stream(texts, ENCODE_CHUNK, args.batch_size, normalize_embeddings=args.normalize,
-                                           long_inputs=args.long_inputs, advance=advance)
-            count = write_npy(args.output, blocks, dim, inputs=[(label, info)])
-    print(f"{args.output}: {count} x {dim} float32", file=sys.stderr)
+            blocks = encoder.encode_stream(texts, ENCODE_CHUNK, args.batch_size, prompt=prompt,
+                                           normalize_embeddings=args.normalize, long_inputs=args.long_inputs,
+                                           advance=advance)
+            count = write_npy(args.output, quantized(blocks, args.precision), dim, dtype, inputs=[(label, info)])
+    print(f"{args.output}: {count} x {dim} {dtype} ({args.precision})", file=sys.stderr)
     return 0
+
+
+def quantized(blocks: Iterable[np.ndarray], precision: str) -> Iterator[np.ndarray]:
+    """float32 (n, P) blocks at `precision`, as `encode(precision=...)` over all of them: block by block, except
+    int8 / uint8, whose ranges come from every vector (all held, then quantized at once)."""
+    if precision in ("int8", "uint8"):
+        held = list(blocks)
+        blocks = [np.concatenate(held)] if held else []
+    for block in blocks:
+        yield quantize_embeddings(block, precision)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,8 +380,9 @@ def run_rerank(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 COMMANDS: Dict[str, Command] = {c.name: c for c in [
-    Command("encode", "encode texts into an (N, P) float32 .npy, row i for text i",
-            f"Encode texts into an (N, P) float32 .npy file, row i for text i. {LINE_RULE} The input is read once "
+    Command("encode", "encode texts into an (N, P) .npy (float32, or quantized), row i for text i",
+            f"Encode texts into an (N, P) .npy file (float32 unless --precision says otherwise), row i for text i. "
+            f"{LINE_RULE} The input is read once "
             "(standard input, a FIFO and <(...) work); the file appears under its name only once complete, with "
             "the permissions of any new file.", encode_arguments, run_encode),
     Command("info", "print a model's config, sizes and pooling",

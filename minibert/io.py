@@ -4,7 +4,7 @@
     open_input("-" or path)                 a text / JSON-lines input, streamed once (a FIFO or <(...) works)
     read_texts(stream, label, json_lines)   its texts; a bad line is an InputError naming file:line
     atomic_output(path, inputs=...)         write to a temp file, fsync, rename: all or nothing
-    write_npy(path, blocks, dim)            (N, dim) float32 rows with ordinary writes (a full disk is an error)
+    write_npy(path, blocks, dim)            (N, dim) float32 / int8 / uint8 rows, plain writes (a full disk is an error)
     progress(total, desc, unit, show)       a tqdm bar on stderr, or nothing
     folder_lock(folder)                     one run at a time in an output folder
 
@@ -276,15 +276,17 @@ def write_json(path: PathLike, value: Any, **options) -> None:
     write_bytes(path, json.dumps(value, indent=1, ensure_ascii=False).encode("utf-8"), **options)
 
 
-def npy_header(rows: int, dim: int) -> bytes:
-    """The NPY_HEADER_BYTES-byte .npy (version 1.0) header of a C-order (rows, dim) float32 array."""
-    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+def npy_header(rows: int, dim: int, dtype: str = "float32") -> bytes:
+    """The NPY_HEADER_BYTES-byte .npy (version 1.0) header of a C-order (rows, dim) array of `dtype`."""
+    descr = np.dtype(dtype).newbyteorder("<").str
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
     body = text.ljust(NPY_HEADER_BYTES - 10 - 1).encode("latin1") + b"\n"
     return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
 
 
-def write_npy(path: PathLike, blocks: Iterable[np.ndarray], dim: int, **options) -> int:
-    """Stream (n, dim) blocks of rows into a float32 .npy at `path` atomically; returns the number of rows.
+def write_npy(path: PathLike, blocks: Iterable[np.ndarray], dim: int, dtype: str = "float32", **options) -> int:
+    """Stream (n, dim) blocks of rows into a .npy of `dtype` (float32, int8, uint8) at `path` atomically; returns
+    the number of rows.
 
     Plain writes, no memory map: a full disk is an OutputError (a memory map would die of SIGBUS). The header,
     which holds the row count, is written last, so `blocks` may be a generator of unknown length."""
@@ -292,13 +294,13 @@ def write_npy(path: PathLike, blocks: Iterable[np.ndarray], dim: int, **options)
     with atomic_output(path, **options) as f:
         f.write(bytes(NPY_HEADER_BYTES))
         for block in blocks:
-            block = np.ascontiguousarray(block, dtype="<f4")
+            block = np.ascontiguousarray(block, dtype=np.dtype(dtype).newbyteorder("<"))
             if block.ndim != 2 or block.shape[1] != dim:
                 raise InputError(f"{path}: a block of shape {block.shape}; expected (n, {dim})")
             f.write(block.data)
             rows += len(block)
         f.seek(0)
-        f.write(npy_header(rows, dim))
+        f.write(npy_header(rows, dim, dtype))
     return rows
 
 

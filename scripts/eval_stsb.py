@@ -4,6 +4,12 @@ similarity score (Cer et al., 2017), x 100 as the sentence-transformers papers r
     python scripts/eval_stsb.py DIR [--split dev] [--model M]          minibert's SentenceEncoder
     python scripts/eval_stsb.py DIR --sentence-transformers            the same model run by sentence-transformers
                                                                        (needs the `reference` extra)
+    python scripts/eval_stsb.py DIR --precision float32 int8 ubinary   quantized vectors, as sentence-transformers'
+                                                                       EmbeddingSimilarityEvaluator(precision=...)
+
+With --precision, the vectors are encoded once (normalized), then quantized by the encoder's own library
+(int8/uint8 ranges from all the sentences encoded) and compared by the cosine of the integers (binary ones
+unpacked to 0/1 bits), as sentence-transformers' evaluator compares them.
 
 DIR holds sts-<split>.csv: tab-separated, score in column 5, the two sentences in columns 6 and 7 (1-based);
 some lines carry extra fields after those, and quotes are literal, so lines are split on tabs (no CSV parser).
@@ -16,7 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -73,7 +79,25 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def embed(sentences: List[str], model: str, batch_size: int, with_sentence_transformers: bool) -> np.ndarray:
+def as_float(vectors: np.ndarray, precision: str) -> np.ndarray:
+    """Quantized vectors as the float32 numbers compared: binary ones unpacked to their 0/1 bits."""
+    if precision == "binary":
+        vectors = vectors.astype(np.int16) + 128
+    if precision.endswith("binary"):
+        vectors = np.unpackbits(vectors.astype(np.uint8), axis=1)
+    return vectors.astype(np.float32)
+
+
+def quantizer(with_sentence_transformers: bool):
+    if with_sentence_transformers:
+        from sentence_transformers import quantize_embeddings
+        return quantize_embeddings
+    from minibert import quantize_embeddings
+    return quantize_embeddings
+
+
+def embed(sentences: List[str], model: str, batch_size: int, with_sentence_transformers: bool,
+          normalize: bool = False) -> np.ndarray:
     if with_sentence_transformers:
         try:
             from sentence_transformers import SentenceTransformer  # only here: not a dependency of minibert
@@ -82,25 +106,34 @@ def embed(sentences: List[str], model: str, batch_size: int, with_sentence_trans
                                 "installed: pip install sentence-transformers (in a clone of minibert: pip install "
                                 "-e '.[reference]')") from None
         st = SentenceTransformer(str(resolve_model_dir(model)), device="cpu")
-        return np.asarray(st.encode(sentences, batch_size=batch_size, convert_to_numpy=True))
-    return SentenceEncoder.from_pretrained(model).encode(sentences, batch_size=batch_size)
+        return np.asarray(st.encode(sentences, batch_size=batch_size, convert_to_numpy=True,
+                                    normalize_embeddings=normalize))
+    return SentenceEncoder.from_pretrained(model).encode(sentences, batch_size=batch_size,
+                                                         normalize_embeddings=normalize)
 
 
 def evaluate(folder: Path, split: str, model: str, batch_size: int = 32, with_sentence_transformers: bool = False,
-             limit: int = 0) -> dict:
+             limit: int = 0, precisions: Sequence[str] = ()) -> dict:
     path = folder / f"sts-{split}.csv"
     first, second, gold = read_split(path)
     if limit:
         first, second, gold = first[:limit], second[:limit], gold[:limit]
     unique = sorted(set(first) | set(second))  # each distinct sentence encoded once
     start = time.perf_counter()
-    vectors = embed(unique, model, batch_size, with_sentence_transformers)
+    vectors = embed(unique, model, batch_size, with_sentence_transformers, normalize=bool(precisions))
     seconds = time.perf_counter() - start
     row = {s: i for i, s in enumerate(unique)}
-    cos = cosine_rows(vectors[[row[s] for s in first]], vectors[[row[s] for s in second]])
-    return {"split": split, "pairs": len(gold), "sentences": len(unique), "model": model,
-            "encoder": "sentence-transformers" if with_sentence_transformers else "minibert",
-            "spearman_x100": round(100 * spearman(cos, gold), 2), "encode_seconds": round(seconds, 1)}
+    left, right = [row[s] for s in first], [row[s] for s in second]
+    result = {"split": split, "pairs": len(gold), "sentences": len(unique), "model": model,
+              "encoder": "sentence-transformers" if with_sentence_transformers else "minibert",
+              "spearman_x100": round(100 * spearman(cosine_rows(vectors[left], vectors[right]), gold), 2),
+              "encode_seconds": round(seconds, 1)}
+    quantize = quantizer(with_sentence_transformers) if precisions else None
+    for precision in precisions:
+        compared = as_float(quantize(vectors, precision), precision)
+        result[f"spearman_x100_{precision}"] = round(100 * spearman(cosine_rows(compared[left], compared[right]),
+                                                                    gold), 2)
+    return result
 
 
 def main(argv=None) -> int:
@@ -112,10 +145,13 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N pairs (default: all)")
     parser.add_argument("--sentence-transformers", "--reference", dest="reference", action="store_true",
                         help="embed with sentence-transformers itself instead of minibert")
+    parser.add_argument("--precision", nargs="+", default=[], choices=["float32", "int8", "uint8", "binary", "ubinary"],
+                        help="also score the vectors quantized to these precisions")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.folder, args.split, args.model, args.batch_size, args.reference, args.limit)
+        result = evaluate(args.folder, args.split, args.model, args.batch_size, args.reference, args.limit,
+                          args.precision)
     except MinibertError as e:
         print(f"eval_stsb: error: {e}", file=sys.stderr)
         return 1
@@ -125,6 +161,8 @@ def main(argv=None) -> int:
         print(f"STS-B {result['split']}: Spearman x 100 = {result['spearman_x100']:.2f} ({result['pairs']} pairs, "
               f"{result['encoder']}, {result['model']}, {result['sentences']} sentences encoded in "
               f"{result['encode_seconds']} s)")
+        for precision in args.precision:
+            print(f"  {precision}: Spearman x 100 = {result[f'spearman_x100_{precision}']:.2f}")
     return 0
 
 

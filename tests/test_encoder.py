@@ -199,7 +199,7 @@ def test_repr_and_settings(encoder):
                              "max_seq_length=256, pooling=mean, normalize=True)")
     assert encoder.settings() == {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2", "revision": None,
                                   "pooling": ["mean"], "normalize": True, "max_seq_length": 256,
-                                  "do_lower_case": False}
+                                  "do_lower_case": False, "truncate_dim": None}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tokenizers import processors
 from minibert import (DEFAULT_MODEL, BertConfig, BertModel, CheckpointError, ConfigError, InputError,
                       SentenceEncoder, Tokenizer)
 from minibert.hub import packaged_model_dir
+from minibert.retrieval import similarity
 from minibert.weights import read_safetensors
 from wild import BASE, make_layout
 
@@ -447,4 +448,4 @@ def test_model_input_ids_of_the_wrong_shape(odd, ids, message):
 
 def test_similarity_of_ragged_rows():
     with pytest.raises(InputError, match=r"similarity: a is not an array of numbers"):
-        SentenceEncoder.similarity(None, [[1.0, 2.0], [3.0]], [[1.0, 2.0]])
+        similarity([[1.0, 2.0], [3.0]], [[1.0, 2.0]])
