@@ -9,15 +9,17 @@
 
 from .config import BertConfig
 from .contextual import word_vectors
+from .distill import distill
 from .encoder import SentenceEncoder
 from .errors import CheckpointError, ConfigError, InputError, MinibertError, OutputError
 from .hub import DEFAULT_MODEL
 from .modeling import AutoModel, BertModel, BertOutput
+from .static import StaticEncoder
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
     "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError", "OutputError",
-    "SentenceEncoder",
+    "SentenceEncoder", "StaticEncoder", "distill",
 ]
 __version__ = "0.1.0"

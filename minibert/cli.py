@@ -4,6 +4,7 @@
     minibert info M
     minibert encode-corpus --model M --output DIR INPUTS... [--scheduler ADDRESS]   (minibert.distributed; needs dask)
     minibert explain SENTENCE... --word W [--json] [--plot FILE.png]                (minibert.explain)
+    minibert distill MODEL --output DIR [--dim 256] [--vocab WORDS.txt]             (minibert.distill)
 
 Each command is a Command: its name, help, a function adding its arguments to a parser and one carrying it out
 (taking the parsed arguments and its parser, returning an exit status). Another program runs one with
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
 from . import distributed, explain
+from .distill import DEFAULT_DIM, WEIGHTINGS, distill
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError
 from .hub import DEFAULT_MODEL
@@ -203,6 +205,29 @@ def run_explain(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# minibert distill
+# ----------------------------------------------------------------------------------------------------------------
+
+def distill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=MODEL_HELP)
+    p.add_argument("--output", required=True, help="the folder to write (new, empty, or a previous distillation)")
+    p.add_argument("--dim", type=int, default=DEFAULT_DIM, help=f"dimensions kept by PCA (default: {DEFAULT_DIM})")
+    p.add_argument("--vocab", metavar="WORDS.txt", help="extra words, one per line, each added as a whole-word token")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="zipf",
+                   help="zipf (default): SIF weights from each token's vocabulary rank; none: no weighting")
+    p.add_argument("--batch-size", type=int, default=256, help="tokens per forward pass (default: 256)")
+    show_progress(p, "tokens")
+
+
+def run_distill(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    result = distill(args.model, args.output, dim=args.dim, vocab=args.vocab, weighting=args.weighting,
+                     batch_size=args.batch_size, show_progress_bar=args.progress)
+    print(f"{result.output}: {result.vocab_size} x {result.dim} float32 ({result.extra_words} extra words, "
+          f"{result.weighting} weighting); load it with minibert.StaticEncoder.from_pretrained", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The dispatcher
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -219,6 +244,11 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in [
             "shards are kept, missing or corrupt ones redone. Needs dask[distributed].",
             encode_corpus_arguments, run_encode_corpus),
     Command("explain", "follow a word through the layers", explain.DESCRIPTION, explain_arguments, run_explain),
+    Command("distill", "distil a model into static token vectors (model2vec's format)",
+            "Pass every token of the model's vocabulary (and any extra words) through the model on its own, pool "
+            "it as the model's sentence encoder pools, reduce with PCA and weight by Zipf frequency; write "
+            "model.safetensors, tokenizer.json and config.json (model2vec's format) into a new folder, atomically. "
+            "Load it with minibert.StaticEncoder.", distill_arguments, run_distill),
 ]}
 
 
