@@ -6,7 +6,7 @@ frequency weighting, written in model2vec's format for `minibert.StaticEncoder`.
     StaticEncoder.from_pretrained("minilm-static").encode(["A dog barked."])       # (1, 256)
 
 The method, step by step (each a function below):
-1. `vocabulary_vectors`: token id i becomes the text [CLS] i [SEP] (the ids themselves, so that a piece such as
+1. `token_vectors`: token id i becomes the text [CLS] i [SEP] (the ids themselves, so that a piece such as
    "##ing" is that piece, not the word "##ing" tokenized again), through the whole model, pooled as its sentence
    encoder pools (modules.json's Pooling; its Normalize module is applied to whole texts by StaticEncoder, through
    config.json's `normalize`). Extra words (`vocab=`) go through as whole texts and become new WordPiece tokens.
@@ -67,20 +67,19 @@ class Distillation:
 # The method: pure functions on arrays
 # ----------------------------------------------------------------------------------------------------------------
 
-def vocabulary_vectors(encoder: SentenceEncoder, batch_size: int,
-                       advance: Callable[[int], None] = lambda n: None) -> Array:
-    """Every token id i of the vocabulary as the text [CLS] i [SEP], through the model, pooled as the encoder pools
-    (without its Normalize module). Returns (V, P) float32, row i for id i (V = one past the largest id)."""
-    V = max(encoder.tokenizer.get_vocab().values()) + 1
+def token_vectors(encoder: SentenceEncoder, ids: Array, batch_size: int,
+                  advance: Callable[[int], None] = lambda n: None) -> Array:
+    """Each token id i as the text [CLS] i [SEP], through the model, pooled as the encoder pools (without its
+    Normalize module). ids: (n,) int. Returns (n, P) float32."""
     cls_id, sep_id = encoder.tokenizer([""])["input_ids"][0]  # what the tokenizer puts around every text
-    out = np.empty((V, encoder.get_sentence_embedding_dimension()), dtype=np.float32)  # (V, P)
-    for start in range(0, V, batch_size):
-        ids = np.arange(start, min(V, start + batch_size))
-        rows = np.stack([np.full_like(ids, cls_id), ids, np.full_like(ids, sep_id)], axis=1)  # (B, 3)
+    out = np.empty((len(ids), encoder.get_sentence_embedding_dimension()), dtype=np.float32)  # (n, P)
+    for start in range(0, len(ids), batch_size):
+        part = np.asarray(ids[start:start + batch_size], dtype=np.int64)  # (B,)
+        rows = np.stack([np.full_like(part, cls_id), part, np.full_like(part, sep_id)], axis=1)  # (B, 3)
         mask = np.ones_like(rows)
         hidden = encoder.model(rows, attention_mask=mask, token_type_ids=np.zeros_like(rows)).last_hidden_state
-        out[ids] = pool(hidden, mask, encoder.pooling)
-        advance(len(ids))
+        out[start:start + len(part)] = pool(hidden, mask, encoder.pooling)
+        advance(len(part))
     return out
 
 
@@ -258,7 +257,7 @@ def distill(model: Union[str, Path] = DEFAULT_MODEL, output: PathLike = "distill
     tokenizer_json = extended_tokenizer(backend, added, encoder.do_lower_case, str(model))
     V = max(encoder.tokenizer.get_vocab().values()) + 1
     with progress(V + len(added), "Distilling", "token", show_progress_bar) as advance:
-        vectors = vocabulary_vectors(encoder, batch_size, advance)  # (V, P)
+        vectors = token_vectors(encoder, np.arange(V), batch_size, advance)  # (V, P): row i for id i
         if added:
             vectors = np.concatenate([vectors, encoder.encode(added, batch_size)])  # (V + W, P)
             advance(len(added))
