@@ -4,12 +4,13 @@ rules, model2vec's own format (a folder model2vec itself wrote), and a small sam
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from conftest import FIXTURES, ODD_MODEL
+from conftest import FIXTURES, ODD_MODEL, REPO
 from minibert import DEFAULT_MODEL, InputError, OutputError, SentenceEncoder, StaticEncoder, distill
 from minibert.cli import main
 from minibert.distill import OUTPUT_FILES, pca, token_vectors, zipf_weights
@@ -168,3 +169,19 @@ def test_real_minilm_sample():
     words = ["bank", "river", "money", "the", "quickly"]
     rows = token_vectors(encoder, np.array([vocab[w] for w in words]), batch_size=2)
     np.testing.assert_allclose(rows, encoder.encode(words), rtol=1e-4, atol=1e-5)
+
+
+def test_compare_static_side_is_the_distilled_table(odd_static, capsys):
+    """compare.py --static distilled:DIR: a word's static vector is the mean of its pieces' distilled rows."""
+    sys.path.insert(0, str(REPO))
+    import compare
+    status = compare.main(["--model", str(ODD_MODEL), "--static", f"distilled:{odd_static[0]}", "--word", "cat",
+                           "--sentence", "The cat sat.", "--sentence", "A cat ran.", "--json"])
+    assert status == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "distilled" in out["static"]["name"]
+    [word] = out["words"]
+    encoder = StaticEncoder.from_pretrained(odd_static[0])
+    pieces = encoder.tokenizer.encode("cat", add_special_tokens=False).tokens
+    assert word["static_keys"] == pieces
+    np.testing.assert_allclose(word["static_head"], encoder.encode("cat")[:6], atol=1e-5)
