@@ -4,6 +4,7 @@ rules, model2vec's own format (a folder model2vec itself wrote), and a small sam
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -185,3 +186,27 @@ def test_compare_static_side_is_the_distilled_table(odd_static, capsys):
     pieces = encoder.tokenizer.encode("cat", add_special_tokens=False).tokens
     assert word["static_keys"] == pieces
     np.testing.assert_allclose(word["static_head"], encoder.encode("cat")[:6], atol=1e-5)
+
+
+def test_lowercasing_encoder_and_a_bpe_family(tmp_path):
+    """A RoBERTa (byte-level BPE, cased) model whose sentence-transformers config lower-cases texts: the static
+    tokenizer lower-cases too; extra words are refused (they need a WordPiece vocabulary)."""
+    model = tmp_path / "roberta"
+    shutil.copytree(FIXTURES / "families" / "roberta", model)
+    (model / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (model / "1_Pooling").mkdir()
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    (model / "sentence_bert_config.json").write_text('{"do_lower_case": true}')
+    distill(model, tmp_path / "out", dim=4)
+    encoder = StaticEncoder.from_pretrained(tmp_path / "out")
+    assert encoder.token_ids(["Cat DOG"]) == encoder.token_ids(["cat dog"])
+    with pytest.raises(InputError, match="BPE tokenizer; extra words"):
+        distill(model, tmp_path / "out2", dim=4, vocab=["zyxwvut"])
+
+
+def test_empty_folder_is_filled(tmp_path):
+    (tmp_path / "empty").mkdir()
+    distill(ODD_MODEL, tmp_path / "empty", dim=4)
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == sorted(OUTPUT_FILES)
