@@ -104,6 +104,14 @@ def zipf_weights(n: int, a: float = SIF_COEFFICIENT) -> Array:
     return (a / (a + inverse_rank / inverse_rank.sum())).astype(np.float32)
 
 
+def postprocess(vectors: Array, dim: int, weighting: str) -> Array:
+    """`pca` to `dim` axes, then (weighting "zipf") `zipf_weights` by row. (V, P) -> (V, dim) float32."""
+    embeddings = pca(vectors, dim)
+    if weighting == "zipf":
+        embeddings *= zipf_weights(len(embeddings))[:, None]
+    return embeddings
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Extra words: new whole-word tokens of the WordPiece vocabulary
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,9 +272,7 @@ def distill(model: Union[str, Path] = DEFAULT_MODEL, output: PathLike = "distill
         if added:
             vectors = np.concatenate([vectors, encoder.encode(added, batch_size)])  # (V + W, P)
             advance(len(added))
-    embeddings = pca(vectors, dim)
-    if weighting == "zipf":
-        embeddings *= zipf_weights(len(embeddings))[:, None]
+    embeddings = postprocess(vectors, dim, weighting)
     config = {
         "model_type": "model2vec", "architectures": ["StaticModel"], "tokenizer_name": str(model),
         "apply_pca": dim, "sif_coefficient": SIF_COEFFICIENT if weighting == "zipf" else None, "hidden_dim": dim,

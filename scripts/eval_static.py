@@ -4,8 +4,9 @@
     python scripts/eval_static.py DISTILLED_DIR... [--model M] [--data ../shared/data] [--json]
 
 Rows: the model itself (SentenceEncoder: a word's vector is the one-word sentence's), each `minibert distill`
-folder (StaticEncoder), and the baseline that needs no distillation: the model's input word-piece embeddings,
-averaged the same way (a StaticEncoder on the model's own embedding table). Speed is the unique STS-B dev
+folder (StaticEncoder), and the baselines that need no forward pass: the model's input word-piece embeddings,
+averaged the same way (a StaticEncoder on the model's own embedding table), as they are and after distill's own
+PCA and Zipf weighting (what the forward pass adds is the difference between that row and a distilled one). Speed is the unique STS-B dev
 sentences encoded per second (best of --repeats runs for the static encoders, one run for the model).
 """
 
@@ -27,14 +28,18 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from eval_stsb import cosine_rows, read_split  # noqa: E402
 from glove.wordsim import read_pairs, spearman  # noqa: E402
 from minibert import DEFAULT_MODEL, MinibertError, SentenceEncoder, StaticEncoder  # noqa: E402
+from minibert.distill import DEFAULT_DIM, postprocess  # noqa: E402
 
 WORDSIM = {"SimLex-999": "EN-SIMLEX-999.txt", "WS-353": "EN-WS-353-ALL.txt"}
 Encoder = Union[SentenceEncoder, StaticEncoder]
 
 
-def wordpiece_encoder(encoder: SentenceEncoder) -> StaticEncoder:
-    """The model's input word-piece embeddings (V, H) as a StaticEncoder with the model's tokenizer."""
+def wordpiece_encoder(encoder: SentenceEncoder, postprocessed: bool = False) -> StaticEncoder:
+    """The model's input word-piece embeddings (V, H) as a StaticEncoder with the model's tokenizer; with
+    `postprocessed`, after distill's PCA to DEFAULT_DIM and Zipf weighting."""
     table = np.asarray(encoder.model.weights.embeddings.word, dtype=np.float32)  # (V, H)
+    if postprocessed:
+        table = postprocess(table, min(DEFAULT_DIM, table.shape[1]), "zipf")
     backend = encoder.tokenizer.backend
     unk = backend.token_to_id(backend.model.unk_token) if hasattr(backend.model, "unk_token") else None
     return StaticEncoder(table, backend, unk_id=unk, name_or_path=f"{encoder.name_or_path} input embeddings")
@@ -66,8 +71,9 @@ def word_similarity(encoder: Encoder, path: Path) -> float:
 def evaluate(model: str, distilled: Sequence[Path], data: Path, repeats: int) -> List[dict]:
     first, second, gold = read_split(data / "stsb" / "sts-dev.csv")
     contextual = SentenceEncoder.from_pretrained(model)
-    rows = [("model (SentenceEncoder)", contextual, 1), ("input word-piece embeddings", wordpiece_encoder(contextual),
-                                                        repeats)]
+    rows = [("model (SentenceEncoder)", contextual, 1),
+            ("input word-piece embeddings", wordpiece_encoder(contextual), repeats),
+            ("input word-piece embeddings, PCA + Zipf", wordpiece_encoder(contextual, postprocessed=True), repeats)]
     rows += [(f"distilled {d.name}", StaticEncoder.from_pretrained(d), repeats) for d in distilled]
     out = []
     for name, encoder, n in rows:
