@@ -30,7 +30,7 @@ from .errors import CheckpointError, InputError, shown
 from .hub import resolve_model_dir
 from .io import parse_json, progress, read_json
 from .tokenizer import as_text_list
-from .weights import FLOAT_DTYPES, read_safetensors, to_float32
+from .weights import FLOAT_DTYPES, StoredTensor, read_safetensors, to_float32
 
 Array = np.ndarray
 # model2vec's default limit on the tokens of one text (its StaticModel's DEFAULT_MAX_LENGTH).
@@ -67,7 +67,7 @@ def find_layout(folder: Path) -> FolderLayout:
                           "StaticEmbedding files")
 
 
-def token_table(tensors: Dict[str, object], layout: FolderLayout, path: Path, vocab_size: int) -> Array:
+def token_table(tensors: Dict[str, StoredTensor], layout: FolderLayout, path: Path, vocab_size: int) -> Array:
     """The (V, D) float32 row of every token id: `embeddings[mapping] * weights[:, None]`, with `mapping` and
     `weights` optional (without either, the file's matrix itself, memory-mapped when stored as float32)."""
     if layout.matrix not in tensors:
