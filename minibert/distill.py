@@ -176,7 +176,10 @@ def check_destination(output: Path) -> None:
         return
     if not output.is_dir():
         raise OutputError(f"--output {output}: is a file; expected a folder (new, empty, or a previous distillation)")
-    names = sorted(p.name for p in output.iterdir())
+    try:
+        names = sorted(p.name for p in output.iterdir())
+    except OSError as e:
+        raise OutputError(f"--output {output}: cannot be read ({e.strerror})") from None
     if names and not (set(names) <= set(OUTPUT_FILES) and _is_distillation(output / OUTPUT_FILES[2])):
         raise OutputError(f"--output {output}: holds {shown(names)}, not a previous `minibert distill` output; "
                           "refusing to replace it (pick a new or empty folder)")
