@@ -128,7 +128,7 @@ def mean_rows(table: Array, ids: Sequence[Sequence[int]]) -> Array:
     if full.size:
         flat = np.concatenate([np.asarray(ids[i], dtype=np.int64) for i in full])
         starts = np.concatenate([[0], np.cumsum(lengths[full])[:-1]])
-        sums = np.add.reduceat(table[flat].astype(np.float64), starts, axis=0)  # (n_full, D)
+        sums = np.add.reduceat(table[flat], starts, axis=0, dtype=np.float64)  # (n_full, D), no float64 copy
         out[full] = sums / lengths[full, None]
     return out.astype(np.float32)
 
