@@ -117,6 +117,19 @@ def read_max_length(config: dict, path: Path) -> Optional[int]:
     return value
 
 
+def reads_normalize(folder: Path, layout: FolderLayout, config: dict) -> bool:
+    """Whether vectors end normalised: model2vec's config.json `normalize`; in sentence-transformers' layout, a
+    Normalize module in modules.json."""
+    if layout.matrix == "embeddings":
+        flag = config.get("normalize", False)
+        if not isinstance(flag, bool):
+            raise CheckpointError(f"{folder / layout.config}: normalize {shown(flag)}; expected true or false")
+        return flag
+    modules = read_json(folder / "modules.json", CheckpointError, missing=[])
+    return isinstance(modules, list) and any(isinstance(m, dict) and str(m.get("type", "")).endswith(".Normalize")
+                                             for m in modules)
+
+
 def mean_rows(table: Array, ids: Sequence[Sequence[int]]) -> Array:
     """The mean of each text's rows of `table`; a text without tokens gets zeros.
 
@@ -158,7 +171,8 @@ class StaticEncoder:
                         normalize: Optional[bool] = None) -> "StaticEncoder":
         """Load a `minibert distill` output or a model2vec model: a folder or a Hub repo id.
 
-        `normalize` overrides config.json's `normalize` (False gives the raw mean vectors)."""
+        `normalize` overrides the folder's setting (config.json's `normalize`, or a Normalize module in
+        sentence-transformers' layout); False gives the raw mean vectors."""
         folder = resolve_model_dir(name_or_path, revision=revision)
         layout = find_layout(folder)
         config_path = folder / layout.config
@@ -174,9 +188,7 @@ class StaticEncoder:
         weights_path = folder / layout.weights
         tensors = read_safetensors(weights_path)
         table = token_table(tensors, layout, weights_path, vocab_size)
-        flag = config.get("normalize", False)
-        if not isinstance(flag, bool):
-            raise CheckpointError(f"{config_path}: normalize {shown(flag)}; expected true or false")
+        flag = reads_normalize(folder, layout, config)
         return cls(table, tokenizer, normalize=flag if normalize is None else bool(normalize),
                    max_length=read_max_length(config, config_path), unk_id=unknown_id(tokenizer, tokenizer_path),
                    name_or_path=str(name_or_path))

@@ -210,3 +210,23 @@ def test_empty_folder_is_filled(tmp_path):
     (tmp_path / "empty").mkdir()
     distill(ODD_MODEL, tmp_path / "empty", dim=4)
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == sorted(OUTPUT_FILES)
+
+
+def test_sentence_transformers_static_embedding_layout(tmp_path):
+    """sentence-transformers' StaticEmbedding folder: `embedding.weight` under 0_StaticEmbedding/, a Normalize
+    module in modules.json."""
+    module = tmp_path / "0_StaticEmbedding"
+    module.mkdir()
+    shutil.copy(MODEL2VEC / "tokenizer.json", module / "tokenizer.json")
+    V = max(json.loads((module / "tokenizer.json").read_text())["model"]["vocab"].values()) + 1
+    rows = np.random.default_rng(2).normal(size=(V, 4)).astype(np.float32)
+    save_file({"embedding.weight": rows}, module / "model.safetensors")
+    (tmp_path / "config_sentence_transformers.json").write_text("{}")
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_StaticEmbedding", "type": "sentence_transformers.models.StaticEmbedding"},
+        {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    encoder = StaticEncoder.from_pretrained(tmp_path)
+    assert encoder.normalize
+    ids = encoder.token_ids(["the cat"])[0]
+    expected = rows[ids].mean(axis=0)
+    np.testing.assert_allclose(encoder.encode("the cat"), expected / np.linalg.norm(expected), rtol=1e-5)
