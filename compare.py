@@ -9,7 +9,8 @@
     python compare.py explain SENTENCE... --word W      a word's path through the layers (minibert explain)
 
 The static table is GloVe (`--glove`: anything `glove.load` accepts; by default fse/glove-wiki-gigaword-100 from the
-Hugging Face cache or the Hub). Without one, the model's own input word-piece embeddings stand in for it.
+Hugging Face cache or the Hub). Without one, the model's own input word-piece embeddings stand in for it;
+`--static distilled:DIR` uses the model's own static vectors (a `minibert distill` folder).
 
 Exit status: 0 done; 2 a usage error (an option or its value, e.g. a word missing from its sentence); 1 an input
 that cannot be read or used (a file, folder, model or WiC data) or a failed write. Either is one line on stderr.
@@ -31,7 +32,7 @@ import numpy as np
 
 import glove
 from glove.hub import go_offline_if_unreachable
-from minibert import DEFAULT_MODEL, BertModel, InputError, MinibertError, Tokenizer, word_vectors
+from minibert import DEFAULT_MODEL, BertModel, InputError, MinibertError, StaticEncoder, Tokenizer, word_vectors
 from minibert import wic
 from minibert.io import atomic_output
 from minibert.contextual import WordLocation, locate
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 Array = np.ndarray
 DEFAULT_GLOVE = "fse/glove-wiki-gigaword-100"
+DISTILLED = "distilled:"  # --static distilled:DIR: a `minibert distill` folder
 WIDTH = 100  # the report fits a terminal this wide
 HEAD_DIMS = 6  # how many leading dimensions of a vector to show
 MAX_SENTENCES = 100  # the report shows every pair: 100 sentences are already 4,950 rows
@@ -110,10 +112,25 @@ def wordpiece_table(model: BertModel, tokenizer: Tokenizer) -> glove.GloVe:
     return glove.from_arrays(words, table[[vocab[w] for w in words]])
 
 
+def distilled_table(folder: str) -> glove.GloVe:
+    """A `minibert distill` folder's (V, D) rows as a static table, one row per token of its tokenizer (the
+    model's word pieces, so a word's static vector is the mean of its pieces' rows)."""
+    encoder = StaticEncoder.from_pretrained(folder)
+    vocab = encoder.tokenizer.get_vocab(with_added_tokens=True)
+    words = sorted(vocab, key=vocab.get)
+    return glove.from_arrays(words, encoder.table[[vocab[w] for w in words]])
+
+
 def load_static(source: Optional[str], model: BertModel, tokenizer: Tokenizer, model_name: str) -> Static:
     """The GloVe table `source` (None: the default one, falling back to the model's word pieces on failure)."""
     if source is not None and source.lower() == "none":
         return Static(wordpiece_table(model, tokenizer), f"{model_name} input word-piece embeddings", True)
+    if source is not None and source.startswith(DISTILLED):
+        folder = source[len(DISTILLED):]
+        try:
+            return Static(distilled_table(folder), f"{model_name} distilled static vectors ({folder})", True)
+        except MinibertError as e:
+            raise DataError(f"--static {source}: {_first_line(e)}") from None
     name = source or DEFAULT_GLOVE
     offline = None if Path(name).expanduser().exists() else go_offline_if_unreachable()
     try:
@@ -625,8 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, help="contextual layer shown: 0 = input embedding, 1..L the encoder "
                    "layers; negative counts from the end as in Python (default -1, the last); valid: -(L+1) to L")
     p.add_argument("--model", help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
-    p.add_argument("--glove", help=f"static table: any source glove.load accepts (default: {DEFAULT_GLOVE}, "
-                   "else the model's word-piece embeddings); 'none' uses the word pieces directly")
+    p.add_argument("--glove", "--static", dest="glove",
+                   help=f"static table: any source glove.load accepts (default: {DEFAULT_GLOVE}, else the model's "
+                   "word-piece embeddings); 'none' uses the word pieces directly; 'distilled:DIR' the model's own "
+                   "static vectors from `minibert distill` (with the same model)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="save per-layer curves and heatmaps (matplotlib; "
                    "the extension picks the format: .png, .pdf, .svg, ...)")

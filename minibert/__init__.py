@@ -11,6 +11,7 @@ Task heads: AutoModelForMaskedLM + fill_mask, AutoModelForSequenceClassification
 
 from .config import BertConfig
 from .contextual import word_vectors
+from .distill import distill
 from .encoder import SentenceEncoder
 from .errors import CheckpointError, ConfigError, InputError, MinibertError, OutputError
 from .hub import DEFAULT_MODEL
@@ -18,12 +19,13 @@ from .modeling import (AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClas
                        BertForSequenceClassification, BertModel, BertOutput, MaskedLMOutput, SequenceClassifierOutput)
 from .tasks import CrossEncoder, fill_mask
 from .retrieval import quantize_embeddings, semantic_search
+from .static import StaticEncoder
 from .tokenizer import Batch, Tokenizer
 
 __all__ = [
     "AutoModel", "BertModel", "BertOutput", "BertConfig", "Tokenizer", "Batch", "DEFAULT_MODEL", "word_vectors",
     "MinibertError", "CheckpointError", "ConfigError", "InputError", "OutputError",
-    "SentenceEncoder", "quantize_embeddings", "semantic_search",
+    "SentenceEncoder", "quantize_embeddings", "semantic_search", "StaticEncoder", "distill",
     "AutoModelForMaskedLM", "AutoModelForSequenceClassification", "BertForMaskedLM", "BertForSequenceClassification",
     "MaskedLMOutput", "SequenceClassifierOutput", "CrossEncoder", "fill_mask",
 ]

@@ -9,6 +9,7 @@
     minibert classify TEXTS --model M [--json]
     minibert rerank --query Q DOCUMENTS --model M [--top-k K] [--json]
     minibert serve --model M [--port 8080] [--reranker R] [--api-key KEY]          (minibert.serve)
+    minibert distill MODEL --output DIR [--dim 256] [--vocab WORDS.txt]             (minibert.distill)
 
 Each command is a Command: its name, help, a function adding its arguments to a parser and one carrying it out
 (taking the parsed arguments and its parser, returning an exit status). Another program runs one with
@@ -28,6 +29,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 import numpy as np
 
 from . import distributed, explain, serve
+from .distill import DEFAULT_DIM, WEIGHTINGS, distill
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError, MissingHeadError
 from .hub import DEFAULT_MODEL
@@ -376,6 +378,29 @@ def run_rerank(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# minibert distill
+# ----------------------------------------------------------------------------------------------------------------
+
+def distill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=MODEL_HELP)
+    p.add_argument("--output", required=True, help="the folder to write (new, empty, or a previous distillation)")
+    p.add_argument("--dim", type=int, default=DEFAULT_DIM, help=f"dimensions kept by PCA (default: {DEFAULT_DIM})")
+    p.add_argument("--vocab", metavar="WORDS.txt", help="extra words, one per line, each added as a whole-word token")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="zipf",
+                   help="zipf (default): SIF weights from each token's vocabulary rank; none: no weighting")
+    p.add_argument("--batch-size", type=int, default=256, help="tokens per forward pass (default: 256)")
+    show_progress(p, "tokens")
+
+
+def run_distill(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    result = distill(args.model, args.output, dim=args.dim, vocab=args.vocab, weighting=args.weighting,
+                     batch_size=args.batch_size, show_progress_bar=args.progress)
+    print(f"{result.output}: {result.vocab_size} x {result.dim} float32 ({result.extra_words} extra words, "
+          f"{result.weighting} weighting); load it with minibert.StaticEncoder.from_pretrained", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The dispatcher
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -406,6 +431,11 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in [
             f"Score each document against the query with a cross-encoder and print them best first: score, line "
             f"number, text. {LINE_RULE}", rerank_arguments, run_rerank),
     Command("serve", serve.HELP, serve.DESCRIPTION, serve.add_arguments, serve.run),
+    Command("distill", "distil a model into static token vectors (model2vec's format)",
+            "Pass every token of the model's vocabulary (and any extra words) through the model on its own, pool "
+            "it as the model's sentence encoder pools, reduce with PCA and weight by Zipf frequency; write "
+            "model.safetensors, tokenizer.json and config.json (model2vec's format) into a new folder, atomically. "
+            "Load it with minibert.StaticEncoder.", distill_arguments, run_distill),
 ]}
 
 

@@ -137,6 +137,11 @@ class Tokenizer:
                    name_or_path=str(name_or_path))
 
     @property
+    def backend(self) -> _RustTokenizer:
+        """The `tokenizers` library's Tokenizer underneath (padding and truncation off)."""
+        return self._tokenizer
+
+    @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
