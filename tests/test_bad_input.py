@@ -167,3 +167,17 @@ def test_nan_weights_warn_or_refuse(folder):
         BertModel.from_pretrained(folder)([[2, 5, 3]])
     with pytest.raises(CheckpointError, match=r"'encoder\.layer\.1\.output\.dense\.bias' holds NaN"):
         BertModel.from_pretrained(folder, strict=True)([[2, 5, 3]])
+
+
+def test_nan_in_the_word_table_is_found_where_it_is_read(folder):
+    """The word table is not scanned whole (XLM-R's is 768 MB): the rows a forward looks up are checked."""
+    def poison(t):
+        t["embeddings.word_embeddings.weight"][7, 2] = np.nan
+    edit_tensors(folder, poison)
+    model = BertModel.from_pretrained(folder, strict=True)
+    model([[2, 5, 3]])  # row 7 is not read: nothing to say
+    with pytest.raises(CheckpointError, match=r"'embeddings\.word_embeddings\.weight \(rows of ids \[2, 3, 7\]"
+                                              r"\.\.\.\)' holds NaN"):
+        model([[2, 7, 3]])
+    with pytest.warns(RuntimeWarning, match=r"word_embeddings.*holds NaN"):
+        BertModel.from_pretrained(folder)([[2, 7, 3]])
