@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,34 +30,44 @@ def minilm_dir() -> Path:
     return resolve_model_dir(DEFAULT_MODEL)
 
 
-def write_bert_base(folder: Path, seed: int = 0) -> Path:
-    """A bert-base-shaped checkpoint with random weights (std 0.02, LayerNorm 1/0): config.json + safetensors."""
+def write_bert_base(folder: Path, seed: int = 0, config: Optional[dict] = None,
+                    names: Optional[dict] = None) -> Path:
+    """A bert-base-shaped checkpoint with random weights (std 0.02, LayerNorm 1/0): config.json + safetensors.
+
+    `config` is the config.json written (BERT_BASE, or another family's: token types only when type_vocab_size,
+    MPNet's relative position bias when relative_attention_num_buckets); `names` renames a layer's tensors from
+    BERT's names to the family's ("attention.self.query" -> "attention.attn.q")."""
     import numpy as np
     from safetensors.numpy import save_file
     rng = np.random.default_rng(seed)
-    c = BERT_BASE
+    c, names = config or BERT_BASE, names or {}
     H, I = c["hidden_size"], c["intermediate_size"]
 
     def normal(*shape):
         return (rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02))
 
     t = {"embeddings.word_embeddings.weight": normal(c["vocab_size"], H),
-         "embeddings.position_embeddings.weight": normal(c["max_position_embeddings"], H),
-         "embeddings.token_type_embeddings.weight": normal(c["type_vocab_size"], H),
-         "embeddings.LayerNorm.weight": np.ones(H, np.float32), "embeddings.LayerNorm.bias": np.zeros(H, np.float32),
-         "pooler.dense.weight": normal(H, H), "pooler.dense.bias": np.zeros(H, np.float32)}
+         "embeddings.position_embeddings.weight": normal(c["max_position_embeddings"], H)}
+    if c.get("type_vocab_size"):
+        t["embeddings.token_type_embeddings.weight"] = normal(c["type_vocab_size"], H)
+    t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"] = np.ones(H, np.float32), np.zeros(H, np.float32)
+    t["pooler.dense.weight"], t["pooler.dense.bias"] = normal(H, H), np.zeros(H, np.float32)
+    if c.get("relative_attention_num_buckets"):
+        t["encoder.relative_attention_bias.weight"] = normal(c["relative_attention_num_buckets"],
+                                                             c["num_attention_heads"])
     for i in range(c["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
         for name, (out_dim, in_dim) in {"attention.self.query": (H, H), "attention.self.key": (H, H),
                                         "attention.self.value": (H, H), "attention.output.dense": (H, H),
                                         "intermediate.dense": (I, H), "output.dense": (H, I)}.items():
-            t[p + name + ".weight"] = normal(out_dim, in_dim)
-            t[p + name + ".bias"] = normal(out_dim)
+            t[p + names.get(name, name) + ".weight"] = normal(out_dim, in_dim)
+            t[p + names.get(name, name) + ".bias"] = normal(out_dim)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-            t[p + ln + ".weight"], t[p + ln + ".bias"] = np.ones(H, np.float32), np.zeros(H, np.float32)
+            t[p + names.get(ln, ln) + ".weight"] = np.ones(H, np.float32)
+            t[p + names.get(ln, ln) + ".bias"] = np.zeros(H, np.float32)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(t, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(BERT_BASE, indent=1))
+    (folder / "config.json").write_text(json.dumps(c, indent=1))
     return folder
 
 

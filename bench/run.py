@@ -3,7 +3,8 @@
     python bench/run.py [--rounds 5] [--reps 5] [--no-write]
 
 Runs bench_forward (tokens/s vs transformers and onnxruntime), bench_gemm (the GEMM limit and minibert's fraction
-of it, from the same forward figures), bench_cold_start and bench_corpus, then replaces this script's sections
+of it, from the same forward figures), bench_cold_start, bench_corpus and bench_families (BERT, MPNet and XLM-R at
+bert-base shape, and the XLM-R load's memory), then replaces this script's sections
 of RESULTS.md (those whose titles are in SECTIONS), leaving every other section as it is.
 """
 
@@ -19,12 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the siblings import as top-level modules
 import bench_cold_start  # noqa: E402
 import bench_corpus  # noqa: E402
+import bench_families  # noqa: E402
 import bench_forward  # noqa: E402
 import bench_gemm  # noqa: E402
 from _harness import command_line, machine_line, threads  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-SECTIONS = ("Forward pass", "GEMM limit", "Cold start", "Corpus")
+SECTIONS = ("Forward pass", "GEMM limit", "Cold start", "Corpus", "Families")
 
 
 def replace_sections(text: str, new: dict) -> str:
@@ -67,6 +69,7 @@ def main() -> None:
         corpus = bench_corpus.run(a.rounds)
     except SystemExit as e:  # a disagreement or missing data is a result to record, not a reason to lose the rest
         corpus = {"skipped": str(e)}
+    families = bench_families.run(a.rounds, a.reps)
     footer = (f"\nMachine: {machine}; {threads()} threads on every side. Run {started}, load average "
               f"{os.getloadavg()[0]:.1f} at the end. Command: `{command}`\n")
     new = {
@@ -77,6 +80,9 @@ def main() -> None:
         "Cold start": f"## Cold start\n\nImport, load all-MiniLM-L6-v2, embed one sentence; fresh process each, "
                       f"medians of {a.rounds} alternating.\n\n" + bench_cold_start.markdown(cold) + footer,
         "Corpus": "## Corpus\n\nWiC train sentences, batch 32.\n\n" + bench_corpus.markdown(corpus) + footer,
+        "Families": f"## Families\n\nbert-base-shaped BERT, MPNet and XLM-R, random weights; tokens per second, "
+                    f"medians of {a.rounds} rounds of {a.reps} calls each, sides and models alternating, after "
+                    f"warm-up; full random-id inputs.\n\n" + bench_families.markdown(families) + footer,
     }
     for body in new.values():
         print(body)
