@@ -1,4 +1,5 @@
-"""Threads for the fast path: OpenBLAS's thread count, and a pool that runs one group of sequences per core.
+"""Threads and memory for the fast path: OpenBLAS's thread count, a pool that runs one group of sequences per
+core, and the C allocator's handling of the forward pass's large temporary arrays.
 
 NumPy gives no handle on its BLAS's threads, so the count is set through OpenBLAS's own C functions, found in
 the library NumPy loaded (no dependency). OpenBLAS's count is process-wide: `single_threaded` sets it to 1 only
@@ -121,3 +122,28 @@ def run_parallel(tasks: List[Callable[[], None]]) -> None:
         tasks[0]()
         for f in futures:
             f.result()
+
+
+_ALLOCATOR_TUNED = False
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep the forward pass's freed activations for reuse instead of returning them to the system.
+
+    A forward allocates temporaries of a few MB (a block's (I, 512) feed-forward activation is 3 MB). glibc gives
+    blocks above its mmap threshold (128 KiB at start) their own mapping and unmaps them on free, so every forward
+    page-faults and zeroes its working memory anew: a quarter of a MiniLM batch forward (measured 3,600 -> 4,400
+    tok/s at B=32 T=64). Above 32 MiB, and for what it may keep unreturned above 64 MiB, glibc's defaults stay.
+    A no-op where the C library is not glibc; called once, when a model first lays out its weights.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 64 << 20)

@@ -25,7 +25,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from . import fast, heads, model
+from . import blas, fast, heads, model
 from .config import BertConfig, ClassificationConfig
 from .errors import CheckpointError, InputError
 from .heads import ClassifierWeights, MaskedLMWeights
@@ -82,6 +82,7 @@ class BertModel:
         fp16/bf16 tensors are widened to float32 once, Q/K/V stacked; fp32 tensors stay views of the file.
         Every tensor is checked for NaN and infinity here except the word table, whose rows are checked as they
         are looked up (`_check_rows`): scanning XLM-R's 768 MB table would read all of it from disk."""
+        blas.keep_freed_memory()
         arrays = {}
         for name, t in self.tensors.items():
             arrays[name] = to_float32(t)
