@@ -61,9 +61,12 @@ def resolve_model_dir(name_or_path: str | Path, *, revision: Optional[str] = Non
     if len(name) > MAX_REPO_ID:
         raise CheckpointError(f"{shown}: no such folder, and too long for a Hub repo id (at most {MAX_REPO_ID} "
                               "characters)")
-    if "/" not in name:
-        raise CheckpointError(f"{name}: no such folder, and not a Hub repo id: an id has the form 'org/name' (for "
-                              f"this one, perhaps sentence-transformers/{name})")
+    if "/" not in name:  # the Hub still serves a few legacy ids without an org (bert-base-uncased): try it first
+        try:
+            return _snapshot(name, revision)
+        except CheckpointError:
+            raise CheckpointError(f"{name}: no such folder, and not a Hub repo id: an id has the form 'org/name' "
+                                  f"(for this one, perhaps sentence-transformers/{name})") from None
     return _snapshot(name, revision)
 
 
