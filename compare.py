@@ -73,7 +73,7 @@ POLYSEMY = [
 ]
 WordSet = Tuple[str, List[Tuple[str, str]]]  # (word, [(sentence, sense)])
 MASK = "[MASK]"  # the blank in fill's sentences; the model's own mask token (<mask> for RoBERTa) replaces it
-FILL_MODEL = "bert-base-uncased"  # fill needs a masked-LM head, which MiniLM has not
+FILL_MODEL = "google-bert/bert-base-uncased"  # fill needs a masked-LM head, which MiniLM has not
 # Which base each field numbering sentences uses (the text report says S1, S2, ... for sentences[0], [1], ...).
 NUMBERING = {"text": "S1 is sentences[0]", "closest.sentence": "0-based index into sentences",
              "closest.closest": "0-based index into sentences", "static_cosine, contextual_cosine, cosine_by_layer":
@@ -588,8 +588,8 @@ def with_mask_token(sentence: str, tokenizer: Tokenizer, name: str) -> str:
     text = sentence.replace(MASK, tokenizer.mask_token)
     count = text.count(tokenizer.mask_token)
     if count != 1:
-        raise UsageError(f"{name} {sentence!r} holds {count} mask tokens; expected one blank, written {MASK} "
-                         f"(or the model's own {tokenizer.mask_token})")
+        own = f" (or the model's own {tokenizer.mask_token})" if tokenizer.mask_token != MASK else ""
+        raise UsageError(f"{name} {sentence!r} holds {count} mask tokens; expected one blank, written {MASK}{own}")
     return text
 
 

@@ -88,7 +88,7 @@ DEFINITIONS = {
                    "probabilities over the vocabulary",
 }
 # A model with a masked-LM head, named when the one given has none.
-MASKED_LM_EXAMPLE = "bert-base-uncased"
+MASKED_LM_EXAMPLE = "google-bert/bert-base-uncased"
 
 
 @dataclass(frozen=True)
@@ -483,8 +483,9 @@ def masked_sentences(tokenizer: Tokenizer, sentences: Sequence[str], word: Optio
                              "give --word W")
         for n, sentence in enumerate(sentences, 1):
             if len(word_spans(sentence, mask)) <= occurrence:
-                raise InputError(f"sentence {n} has no mask token {mask!r} (occurrence {occurrence}, 0-based) and "
-                                 f"no --word was given; expected {mask!r} in it, or --word W")
+                which = f" (occurrence {occurrence}, 0-based)" if occurrence else ""
+                raise InputError(f"sentence {n}: no --word given and no mask token {mask!r}{which} to follow; "
+                                 f"expected {mask!r} in it, or --word W")
         return list(sentences), [occurrence] * len(sentences), mask
     if not masking or mask is None:
         return list(sentences), [occurrence] * len(sentences), word
@@ -497,15 +498,15 @@ def show(sentences: Sequence[str], word: Optional[str], *, model: str = DEFAULT_
          prog: str = "explain") -> None:
     """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. With a masked-LM
     head, `word` (None: the mask token the sentences hold) is masked and the head's `top_k` guesses for it are
-    shown per layer. Bad input raises MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
+    shown per layer; without one, a mask to follow gets a note on stderr naming a model that has the head. Bad input raises MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
     if plot_path:  # before any model work
         require_matplotlib()
         check_output(plot_path, option="--plot")
     (bert, mlm), tokenizer = load(model), Tokenizer.from_pretrained(model)
-    if mlm is None:
-        print(f"{prog}: {model} has no masked-LM head, so no per-layer guesses for a masked word; a model with "
-              f"one: {MASKED_LM_EXAMPLE}", file=sys.stderr)
     texts, occurrences, followed = masked_sentences(tokenizer, sentences, word, occurrence, masking=mlm is not None)
+    if mlm is None and followed == tokenizer.mask_token:  # a mask to guess, and no head to guess it
+        print(f"{prog}: {model} has no masked-LM head, so no per-layer guesses for the mask; a model with one: "
+              f"{MASKED_LM_EXAMPLE}", file=sys.stderr)
     warn_if_cut(tokenizer, texts, prog)
     explanations = [explain(bert, tokenizer, s, followed, occurrence=k, heads=heads) for s, k in zip(texts, occurrences)]
     predicted = mlm is not None and followed == tokenizer.mask_token
