@@ -728,6 +728,10 @@ EPILOG = ("exit status: 0 done; 2 a usage error (an option or its value: a word 
           "the model does not have, a --plot file that cannot be written...); 1 an input that cannot be read or "
           "used (a --glove table, a model, WiC data) or a failed write. Errors are one line on stderr.")
 
+FILL_EPILOG = ("exit status: 0 done; 2 a usage error (a sentence without exactly one blank, fewer than 2 sentences, "
+               "--top-k below 1); 1 a model that cannot be loaded or has no masked-LM head. Errors are one line on "
+               "stderr.")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="compare.py", usage=USAGE, epilog=EPILOG,
@@ -769,11 +773,11 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Mask the same word (or blank) in two or more sentences and show the "
                                         "model's top guesses for each side by side: its own training task, "
                                         "answered from each sentence's context. Needs a model with a masked-LM "
-                                        f"head (default {FILL_MODEL}).", epilog=EPILOG)
+                                        f"head (default {FILL_MODEL}).", epilog=FILL_EPILOG)
     f.add_argument("--sentence", action="append", dest="fill_sentences", default=[], metavar="S",
                    help=f"a sentence with one blank written {MASK} (the model's own mask token replaces it; "
                         f"give 2 to {MAX_SENTENCES}; default: the demo's sentences, their word blanked)")
-    f.add_argument("--top-k", type=int, default=5, help="guesses per sentence (default 5)")
+    f.add_argument("--top-k", type=int, default=5, metavar="K", help="guesses per sentence (default 5)")
     f.add_argument("--model", default=argparse.SUPPRESS,
                    help=f"model folder or Hub id with a masked-LM head (default: {FILL_MODEL})")
     f.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the results as JSON")

@@ -3,6 +3,7 @@
     python compare.py explain "The cat chased the mouse." --word cat
     python compare.py explain "The cat sat on the mat." "The cat chased the mouse." --word cat --json
     minibert explain "We sat on the river bank." --word bank --plot bank.png
+    minibert explain "The cat [MASK] on the mat." --model google-bert/bert-base-uncased    (+ the guesses per layer)
 
 Every number comes from the model's own reference functions (model.py), composed here sub-layer by sub-layer
 (`sublayer_steps`) so that the forward pass itself carries no tracing code.
@@ -436,7 +437,8 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 DESCRIPTION = ("For a word in one or more sentences, show layer by layer which tokens it attends to, how far its "
-               "vector moved, and how much of that was attention vs feed-forward.")
+               "vector moved, and how much of that was attention vs feed-forward. With a masked-LM head, the word is "
+               "masked (or the sentence's mask followed) and the head's guesses are shown after every layer.")
 
 
 # Sentences longer than this are echoed abbreviated in the text report (the JSON keeps them whole).
@@ -471,9 +473,10 @@ def load(model: str) -> Tuple[BertModel, Optional[BertForMaskedLM]]:
 
 
 def masked_sentences(tokenizer: Tokenizer, sentences: Sequence[str], word: Optional[str], occurrence: int,
-                     masking: bool) -> Tuple[List[str], List[int], Optional[str]]:
-    """The sentences as explained, the occurrence of the word followed in each, and that word. No `word`: the
-    mask token, which every sentence must hold; with `masking`, `word` is replaced by the mask token."""
+                     masking: bool) -> Tuple[List[str], List[int], str, Optional[str]]:
+    """The sentences as explained, the occurrence of the word followed in each, that word, and the word the mask
+    token replaced (None when none was). No `word`: the mask token, which every sentence must hold; with
+    `masking`, `word` is replaced by the mask token."""
     mask = tokenizer.mask_token if tokenizer.mask_token_id is not None else None
     if word is not None and mask is not None and word.strip().lower() == mask.lower():
         word = None  # --word [MASK]: the same as no --word
@@ -486,11 +489,11 @@ def masked_sentences(tokenizer: Tokenizer, sentences: Sequence[str], word: Optio
                 which = f" (occurrence {occurrence}, 0-based)" if occurrence else ""
                 raise InputError(f"sentence {n}: no --word given and no mask token {mask!r}{which} to follow; "
                                  f"expected {mask!r} in it, or --word W")
-        return list(sentences), [occurrence] * len(sentences), mask
+        return list(sentences), [occurrence] * len(sentences), mask, None
     if not masking or mask is None:
-        return list(sentences), [occurrence] * len(sentences), word
+        return list(sentences), [occurrence] * len(sentences), word, None
     masked = [mask_word(s, word, occurrence, mask) for s in sentences]
-    return [s for s, _ in masked], [k for _, k in masked], mask
+    return [s for s, _ in masked], [k for _, k in masked], mask, word
 
 
 def show(sentences: Sequence[str], word: Optional[str], *, model: str = DEFAULT_MODEL, occurrence: int = 0,
@@ -498,12 +501,14 @@ def show(sentences: Sequence[str], word: Optional[str], *, model: str = DEFAULT_
          prog: str = "explain") -> None:
     """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. With a masked-LM
     head, `word` (None: the mask token the sentences hold) is masked and the head's `top_k` guesses for it are
-    shown per layer; without one, a mask to follow gets a note on stderr naming a model that has the head. Bad input raises MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
+    shown per layer; without one, a mask to follow gets a note on stderr naming a model that has the head. Bad
+    input raises MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
     if plot_path:  # before any model work
         require_matplotlib()
         check_output(plot_path, option="--plot")
     (bert, mlm), tokenizer = load(model), Tokenizer.from_pretrained(model)
-    texts, occurrences, followed = masked_sentences(tokenizer, sentences, word, occurrence, masking=mlm is not None)
+    texts, occurrences, followed, masked_word = masked_sentences(tokenizer, sentences, word, occurrence,
+                                                                 masking=mlm is not None)
     if mlm is None and followed == tokenizer.mask_token:  # a mask to guess, and no head to guess it
         print(f"{prog}: {model} has no masked-LM head, so no per-layer guesses for the mask; a model with one: "
               f"{MASKED_LM_EXAMPLE}", file=sys.stderr)
@@ -511,7 +516,6 @@ def show(sentences: Sequence[str], word: Optional[str], *, model: str = DEFAULT_
     explanations = [explain(bert, tokenizer, s, followed, occurrence=k, heads=heads) for s, k in zip(texts, occurrences)]
     predicted = mlm is not None and followed == tokenizer.mask_token
     predictions = [layer_predictions(mlm, tokenizer, e.vectors[1:], top_k) for e in explanations] if predicted else None
-    masked_word = word if predicted and word is not None and followed != word else None
     written = plot(explanations, plot_path) if plot_path else None
     print(json.dumps(to_json(bert, explanations, predictions, masked_word, mlm is not None), indent=1) if as_json
           else report(bert, explanations, top=top, predictions=predictions, masked_word=masked_word))
