@@ -478,14 +478,14 @@ def masked_sentences(tokenizer: Tokenizer, sentences: Sequence[str], word: Optio
     token replaced (None when none was). No `word`: the mask token, which every sentence must hold; with
     `masking`, `word` is replaced by the mask token."""
     mask = tokenizer.mask_token if tokenizer.mask_token_id is not None else None
-    if word is not None and mask is not None and word.strip().lower() == mask.lower():
+    if word is not None and word.strip() == mask:
         word = None  # --word [MASK]: the same as no --word
     if word is None:
         if mask is None:
             raise InputError(f"no --word, and tokenizer {tokenizer.name_or_path!r} has no mask token to follow; "
                              "give --word W")
         for n, sentence in enumerate(sentences, 1):
-            if len(word_spans(sentence, mask)) <= occurrence:
+            if sentence.count(mask) <= occurrence:  # as the tokenizer matches it: case and all
                 which = f" (occurrence {occurrence}, 0-based)" if occurrence else ""
                 raise InputError(f"sentence {n}: no --word given and no mask token {mask!r}{which} to follow; "
                                  f"expected {mask!r} in it, or --word W")
@@ -513,7 +513,8 @@ def show(sentences: Sequence[str], word: Optional[str], *, model: str = DEFAULT_
         print(f"{prog}: {model} has no masked-LM head, so no per-layer guesses for the mask; a model with one: "
               f"{MASKED_LM_EXAMPLE}", file=sys.stderr)
     warn_if_cut(tokenizer, texts, prog)
-    explanations = [explain(bert, tokenizer, s, followed, occurrence=k, heads=heads) for s, k in zip(texts, occurrences)]
+    explanations = [explain(bert, tokenizer, s, followed, occurrence=k, heads=heads)
+                    for s, k in zip(texts, occurrences)]
     predicted = mlm is not None and followed == tokenizer.mask_token
     predictions = [layer_predictions(mlm, tokenizer, e.vectors[1:], top_k) for e in explanations] if predicted else None
     written = plot(explanations, plot_path) if plot_path else None

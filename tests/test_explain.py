@@ -249,10 +249,12 @@ def test_explain_without_the_head_says_so_in_one_line(capsys):
     status, out, err = run_minibert(capsys, "The cat [MASK] on the mat.", "--json")  # all-MiniLM-L6-v2: no head
     assert status == 0
     assert err.splitlines() == [
-        "minibert explain: sentence-transformers/all-MiniLM-L6-v2 has no masked-LM head, so no per-layer guesses for the "
-        "mask; a model with one: google-bert/bert-base-uncased"]
+        "minibert explain: sentence-transformers/all-MiniLM-L6-v2 has no masked-LM head, so no per-layer guesses "
+        "for the mask; a model with one: google-bert/bert-base-uncased"]
     data = json.loads(out)
     assert data["masked_lm_head"] is False and data["masked_word"] is None
     assert not any("predictions" in layer for s in data["sentences"] for layer in s["layers"])
     status, out, err = run_minibert(capsys, "The cat sat on the mat.", "--word", "cat")  # no mask: as before
     assert status == 0 and err == "" and "guesses" not in out and "masked" not in out
+    status, _, err = run_minibert(capsys, "The cat [mask] on the mat.")  # not the mask token: the case counts
+    assert status == 1 and "no mask token '[MASK]' to follow" in err
