@@ -7,6 +7,8 @@
     python compare.py wic WIC_DIR [--split dev]         Word-in-Context accuracy, static vs every layer
                                                         (also: --wic WIC_DIR)
     python compare.py explain SENTENCE... --word W      a word's path through the layers (minibert explain)
+    python compare.py fill [--sentence S --sentence S]  the same blank in different sentences: the masked-LM
+                                                        head's guesses side by side (needs a model with one)
 
 The static table is GloVe (`--glove`: anything `glove.load` accepts; by default fse/glove-wiki-gigaword-100 from the
 Hugging Face cache or the Hub). Without one, the model's own input word-piece embeddings stand in for it;
@@ -32,10 +34,12 @@ import numpy as np
 
 import glove
 from glove.hub import go_offline_if_unreachable
-from minibert import DEFAULT_MODEL, BertModel, InputError, MinibertError, StaticEncoder, Tokenizer, word_vectors
+from minibert import (DEFAULT_MODEL, BertForMaskedLM, BertModel, InputError, MinibertError, StaticEncoder, Tokenizer,
+                      fill_mask, word_vectors)
 from minibert import wic
+from minibert.errors import MissingHeadError
 from minibert.io import atomic_output
-from minibert.contextual import WordLocation, locate
+from minibert.contextual import WordLocation, find_word, locate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,6 +72,8 @@ POLYSEMY = [
               ("My cell battery died, so I could not text you.", "phone")]),
 ]
 WordSet = Tuple[str, List[Tuple[str, str]]]  # (word, [(sentence, sense)])
+MASK = "[MASK]"  # the blank in fill's sentences; the model's own mask token (<mask> for RoBERTa) replaces it
+FILL_MODEL = "google-bert/bert-base-uncased"  # fill needs a masked-LM head, which MiniLM has not
 # Which base each field numbering sentences uses (the text report says S1, S2, ... for sentences[0], [1], ...).
 NUMBERING = {"text": "S1 is sentences[0]", "closest.sentence": "0-based index into sentences",
              "closest.closest": "0-based index into sentences", "static_cosine, contextual_cosine, cosine_by_layer":
@@ -557,6 +563,97 @@ def plot(report: Report, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# fill: the same blank in different sentences, filled by the model's masked-LM head
+# ------------------------------------------------------------------------------------------------------------
+
+def masked(sentence: str, word: str) -> str:
+    """The sentence with its first whole-word `word` replaced by MASK."""
+    start, end = find_word(sentence, word)
+    return sentence[:start] + MASK + sentence[end:]
+
+
+def fill_groups() -> List[Tuple[str, List[str]]]:
+    """The default (label, sentences): the classic pair's verb blanked, then each polysemous word blanked in the
+    first sentence of each of its senses."""
+    groups = [("the cat's verb", ["The cat [MASK] on the mat.", "The cat [MASK] the mouse."])]
+    for word, sentences in POLYSEMY:
+        first = {sense: s for s, sense in reversed(sentences)}  # sense -> its first sentence
+        groups.append((word, [masked(s, word) for s, sense in sentences if first[sense] == s]))
+    return groups
+
+
+def with_mask_token(sentence: str, tokenizer: Tokenizer, name: str) -> str:
+    """The sentence with MASK written as the tokenizer's own mask token; UsageError unless it then holds exactly
+    one (the model's own token may be written directly)."""
+    text = sentence.replace(MASK, tokenizer.mask_token)
+    count = text.count(tokenizer.mask_token)
+    if count != 1:
+        own = f" (or the model's own {tokenizer.mask_token})" if tokenizer.mask_token != MASK else ""
+        raise UsageError(f"{name} {sentence!r} holds {count} mask tokens; expected one blank, written {MASK}{own}")
+    return text
+
+
+def shared_guesses(guesses: Sequence[Sequence[dict]]) -> List[str]:
+    """The guesses in every sentence's top k, in the first sentence's order."""
+    sets = [{g["token"] for g in row} for row in guesses]
+    return [g["token_str"] for g in guesses[0] if all(g["token"] in s for s in sets)]
+
+
+def notice(shared: Sequence[str], top_k: int, n_sentences: int) -> str:
+    """The one line on what the table shows."""
+    every = "both sentences" if n_sentences == 2 else f"all {n_sentences} sentences"
+    if len(shared) == top_k:
+        return (f"what to notice: the same {top_k} guesses in {every}; here the context changed only their "
+                "probabilities")
+    common = f" ({', '.join(shared)})" if shared else ""
+    return (f"what to notice: {len(shared)} of the top {top_k} guesses in {every}{common}; the same blank, "
+            "filled from different context")
+
+
+def render_fill(groups: Sequence[dict], model_name: str, top_k: int) -> List[str]:
+    """The fill report: per group its sentences, their guesses side by side, and what to notice."""
+    out = [f"fill-mask with {model_name}: the top {top_k} guesses for the blank, from each sentence's context"]
+    for g in groups:
+        n = len(g["sentences"])
+        out += ["", f"== {g['label']} " + "=" * max(WIDTH - len(g["label"]) - 4, 0)]
+        out += [_fit(f"  S{i}  {row['sentence']}", WIDTH) for i, row in enumerate(g["sentences"], 1)]
+        column = min(30, max(16, (WIDTH - 6) // n))
+        out.append("     " + "".join(f"{'S' + str(i):<{column}}" for i in range(1, n + 1)).rstrip())
+        for rank in range(top_k):
+            cells = [row["guesses"][rank] for row in g["sentences"] if rank < len(row["guesses"])]
+            out.append(f"  {rank + 1:>2} " + "".join(
+                f"{_fit(c['token_str'].strip() or repr(c['token_str']), column - 8):<{column - 8}} {c['score']:.3f}  "
+                for c in cells).rstrip())
+        out += _wrap(notice(g["shared"], min(top_k, len(g["sentences"][0]["guesses"])), n), "  ", "    ")
+    out += ["", "each column: the masked-LM head's likeliest tokens for the blank and their probabilities (softmax "
+                "over the", "  vocabulary); the model's own training task, read at the last layer"]
+    return out
+
+
+def run_fill(sentences: Sequence[str], model_path: str, top_k: int, as_json: bool) -> None:
+    """Load the model with its masked-LM head, fill each group's blanks and print the report (or JSON)."""
+    try:
+        model = BertForMaskedLM.from_pretrained(model_path)
+    except MissingHeadError as e:
+        raise DataError(f"{e}. fill needs a model with that head, e.g. {FILL_MODEL}") from None
+    tokenizer = Tokenizer.from_pretrained(model_path)
+    if tokenizer.mask_token_id is None:
+        raise DataError(f"{model_path}: its tokenizer has no mask token; fill needs one, e.g. {FILL_MODEL}'s")
+    given = [("your sentences", list(sentences))] if sentences else fill_groups()
+    groups = []
+    for label, texts in given:
+        texts = [with_mask_token(s, tokenizer, f"--sentence {i}" if sentences else "sentence")
+                 for i, s in enumerate(texts, 1)]
+        warn_truncated(tokenizer, texts, [f"--sentence {i}" for i in range(1, len(texts) + 1)])
+        guesses = fill_mask(model, tokenizer, texts, top_k=top_k)
+        groups.append({"label": label, "sentences": [{"sentence": t, "guesses": g} for t, g in zip(texts, guesses)],
+                       "shared": shared_guesses(guesses)})
+    print(json.dumps({"model": str(model_path), "top_k": top_k, "mask_token": tokenizer.mask_token,
+                      "groups": groups}, ensure_ascii=False, indent=1) if as_json
+          else "\n".join(render_fill(groups, Path(str(model_path)).name, top_k)))
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Checking the command line's words and sentences
 # ------------------------------------------------------------------------------------------------------------
 
@@ -625,10 +722,15 @@ class _Parser(argparse.ArgumentParser):
 USAGE = """
   %(prog)s [--word W --sentence S --sentence S ...] [--layer N] [--model M] [--glove SRC] [--json] [--plot FILE.png]
   %(prog)s wic DIR [--split NAME] [--limit N] [--model M] [--json]      (the same: %(prog)s --wic DIR ...)
-  %(prog)s explain SENTENCE... --word W ...                             (%(prog)s explain --help)"""
+  %(prog)s explain SENTENCE... --word W ...                             (%(prog)s explain --help)
+  %(prog)s fill [--sentence S --sentence S ...] [--top-k K] [--model M] [--json]"""
 EPILOG = ("exit status: 0 done; 2 a usage error (an option or its value: a word missing from a sentence, a layer "
           "the model does not have, a --plot file that cannot be written...); 1 an input that cannot be read or "
           "used (a --glove table, a model, WiC data) or a failed write. Errors are one line on stderr.")
+
+FILL_EPILOG = ("exit status: 0 done; 2 a usage error (a sentence without exactly one blank, fewer than 2 sentences, "
+               "--top-k below 1); 1 a model that cannot be loaded or has no masked-LM head. Errors are one line on "
+               "stderr.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -667,6 +769,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N pairs of each split (a quick check)")
     w.add_argument("--model", default=argparse.SUPPRESS, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
     w.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the results as JSON")
+    f = commands.add_parser("fill", help="the same blank in different sentences: the masked-LM head's guesses",
+                            description="Mask the same word (or blank) in two or more sentences and show the "
+                                        "model's top guesses for each side by side: its own training task, "
+                                        "answered from each sentence's context. Needs a model with a masked-LM "
+                                        f"head (default {FILL_MODEL}).", epilog=FILL_EPILOG)
+    f.add_argument("--sentence", action="append", dest="fill_sentences", default=[], metavar="S",
+                   help=f"a sentence with one blank written {MASK} (the model's own mask token replaces it; "
+                        f"give 2 to {MAX_SENTENCES}; default: the demo's sentences, their word blanked)")
+    f.add_argument("--top-k", type=int, default=5, metavar="K", help="guesses per sentence (default 5)")
+    f.add_argument("--model", default=argparse.SUPPRESS,
+                   help=f"model folder or Hub id with a masked-LM head (default: {FILL_MODEL})")
+    f.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the results as JSON")
     commands.add_parser("explain", pass_through=True, add_help=False, help="a word's path through the layers "
                         "(minibert explain; compare.py explain --help for its options)")
     return p
@@ -696,6 +810,19 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse
         given = _given(args, REPORT_OPTIONS + ("model", "json", "wic", "split", "limit"))
         if given:
             p.error(f"{', '.join(given)}: give explain's options after it: compare.py explain SENTENCE... --word W")
+        return args
+    if args.command == "fill":
+        given = _given(args, REPORT_OPTIONS + ("wic", "split", "limit"))
+        if given:
+            p.error(f"{', '.join(given)}: not used by fill: compare.py fill --sentence S --sentence S ...")
+        for i, s in enumerate(args.fill_sentences, 1):
+            why = _not_text(s) or ("it is empty" if not s.strip() else None)
+            if why:
+                p.error(f"--sentence {i}: {why}; expected UTF-8 text with one blank, {MASK}")
+        if not 2 <= len(args.fill_sentences) <= MAX_SENTENCES and args.fill_sentences:
+            p.error(f"{len(args.fill_sentences)} --sentence: expected 2 to {MAX_SENTENCES}, to compare their guesses")
+        if args.top_k < 1:
+            p.error(f"--top-k {args.top_k}: expected 1 or more")
         return args
     if args.command == "wic" and args.wic is not None:
         p.error("give the WiC folder once: compare.py wic DIR (or the older --wic DIR)")
@@ -778,7 +905,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_command("explain", args.rest, prog="compare.py explain")
     started = time.perf_counter()
     try:
-        if args.command == "wic" or args.wic is not None:
+        if args.command == "fill":
+            run_fill(args.fill_sentences, args.model or FILL_MODEL, args.top_k, args.json)
+        elif args.command == "wic" or args.wic is not None:
             run_wic(args.folder if args.command == "wic" else args.wic, args.split or "dev", args.limit,
                     args.model or DEFAULT_MODEL, args.json)
         else:

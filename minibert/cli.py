@@ -4,7 +4,7 @@
                     [--prompt-name NAME | --prompt TEXT] [--precision P] [--truncate-dim N]
     minibert info M
     minibert encode-corpus --model M --output DIR INPUTS... [--scheduler ADDRESS]   (minibert.distributed; needs dask)
-    minibert explain SENTENCE... --word W [--json] [--plot FILE.png]                (minibert.explain)
+    minibert explain SENTENCE... [--word W] [--json] [--plot FILE.png]              (minibert.explain)
     minibert fill "The cat [MASK] on the mat." --model M [--top-k 5] [--json]       (minibert.tasks)
     minibert classify TEXTS --model M [--json]
     minibert rerank --query Q DOCUMENTS --model M [--top-k K] [--json]
@@ -227,13 +227,17 @@ def run_encode_corpus(args: argparse.Namespace, p: argparse.ArgumentParser) -> i
 # ----------------------------------------------------------------------------------------------------------------
 
 def explain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sentences", nargs="+", metavar="SENTENCE", help="one or more sentences that contain the word")
-    p.add_argument("--word", required=True, help="the word to follow (whole word, case-insensitive)")
+    p.add_argument("sentences", nargs="+", metavar="SENTENCE",
+                   help="one or more sentences that contain the word (or the model's mask token: [MASK], <mask>)")
+    p.add_argument("--word", help="the word to follow (whole word, case-insensitive; default: the mask token). "
+                   "With a masked-LM head the word is masked and the head's guesses are shown for every layer")
     p.add_argument("--occurrence", type=int, default=0,
                    help="which occurrence of the word in each sentence, 0-based (default 0, the first)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.add_argument("--heads", type=int, default=3, help="top heads shown per layer (default 3)")
     p.add_argument("--top", type=int, default=5, help="tokens shown per attention row (default 5)")
+    p.add_argument("--top-k", type=int, default=5, help="guesses shown per layer for a masked word, with a "
+                   f"masked-LM head (e.g. {explain.MASKED_LM_EXAMPLE}; default 5)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the text report")
     p.add_argument("--plot", metavar="FILE.png", help="write attention heatmaps (needs matplotlib)")
 
@@ -243,8 +247,9 @@ def run_explain(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         raise InputError(f"--occurrence {args.occurrence}: expected 0 or more")
     if args.heads < 0 or args.top < 1:
         raise InputError(f"--heads {args.heads}, --top {args.top}: expected --heads 0 or more, --top 1 or more")
+    check_top_k(args.top_k)
     explain.show(args.sentences, args.word, model=args.model, occurrence=args.occurrence, heads=args.heads,
-                 top=args.top, as_json=args.json, plot_path=args.plot, prog=p.prog)
+                 top=args.top, top_k=args.top_k, as_json=args.json, plot_path=args.plot, prog=p.prog)
     return 0
 
 

@@ -43,6 +43,11 @@ class WordLocation:
         return self.sentence[self.span[0]:self.span[1]]
 
 
+def word_spans(sentence: str, word: str) -> List[Tuple[int, int]]:
+    """Character spans of every whole-word, case-insensitive occurrence of `word` (see find_word)."""
+    return [m.span() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", sentence, re.IGNORECASE)]
+
+
 def find_word(sentence: str, word: str, occurrence: int = 0) -> Tuple[int, int]:
     """Character span of the `occurrence`-th (0-based) whole-word, case-insensitive occurrence of `word`.
 
@@ -53,7 +58,7 @@ def find_word(sentence: str, word: str, occurrence: int = 0) -> Tuple[int, int]:
     if isinstance(occurrence, bool) or not isinstance(occurrence, int) or occurrence < 0:
         raise InputError(f"word {word!r}: occurrence index must be an integer >= 0, got {occurrence!r}")
     word = word.strip()
-    found = [m.span() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", sentence, re.IGNORECASE)]
+    found = word_spans(sentence, word)
     if not found:
         raise InputError(f"word {word!r} not found (as a whole word, ignoring case) in sentence {_shown(sentence)}")
     if occurrence >= len(found):

@@ -3,6 +3,7 @@
     python compare.py explain "The cat chased the mouse." --word cat
     python compare.py explain "The cat sat on the mat." "The cat chased the mouse." --word cat --json
     minibert explain "We sat on the river bank." --word bank --plot bank.png
+    minibert explain "The cat [MASK] on the mat." --model google-bert/bert-base-uncased    (+ the guesses per layer)
 
 Every number comes from the model's own reference functions (model.py), composed here sub-layer by sub-layer
 (`sublayer_steps`) so that the forward pass itself carries no tracing code.
@@ -32,6 +33,10 @@ vector (its row of the residual stream) takes two steps per layer:
     attention_output_norm, feed_forward_output_norm  |Attention(x_{l-1})|, |FeedForward(x_att)|: what each
                      sub-layer wrote before it was added to the stream and normalised
 
+With a model that has a masked-LM head (heads.py) and a word that is the mask token ([MASK], <mask>; `--word W`
+masks W), `layer_predictions` applies the head to the mask's vector after each layer: what the model would guess
+at that depth. The last layer's guesses are fill-mask's.
+
 A step includes its layer norm because in a post-LN model there is no residual stream without it. With several
 sentences, `across` gives the cosine and distance between the word's vector in the first sentence and in each
 other one, layer by layer: at layer 0 only the token and its position count, so the same word at the same
@@ -48,16 +53,18 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .contextual import WordLocation, locate
-from .errors import MinibertError
+from .contextual import WordLocation, find_word, locate, word_spans
+from .errors import InputError, MinibertError, MissingHeadError
+from .heads import masked_lm_activation, masked_lm_logits
 from .hub import DEFAULT_MODEL
 from . import model as M
 from .io import atomic_output, check_output
-from .modeling import BertModel
+from .modeling import BertForMaskedLM, BertModel
 from .params import LayerWeights
 from .tokenizer import Tokenizer
 
 Array = np.ndarray
+Predictions = Sequence[List[List[dict]]]  # per sentence, per layer 1..L: layer_predictions' candidates
 
 DEFINITIONS = {
     "vector": "the mean of the word's word-piece rows of the residual stream",
@@ -78,7 +85,11 @@ DEFINITIONS = {
     "attention_output_norm": "|Attention(x_{l-1})| before the residual add and layer norm",
     "feed_forward_output_norm": "|FeedForward(x_att)| before the residual add and layer norm",
     "across": "cosine and distance between the word's vector in sentence 1 and in sentence k, per layer",
+    "predictions": "the masked-LM head applied to the mask's vector after each layer: its top tokens, softmax "
+                   "probabilities over the vocabulary",
 }
+# A model with a masked-LM head, named when the one given has none.
+MASKED_LM_EXAMPLE = "google-bert/bert-base-uncased"
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,25 @@ def shares(rows: Array) -> Array:
     return norms / norms.sum() if norms.sum() > 0 else norms
 
 
+def layer_predictions(model: BertForMaskedLM, tokenizer: Tokenizer, vectors: Array, top_k: int = 5) -> List[List[dict]]:
+    """The masked-LM head applied to a mask's vector after each layer: per layer, the `top_k` likeliest tokens as
+    fill-mask gives them ({"score", "token", "token_str"}, best first).  vectors: (L, H), e.g. an Explanation's
+    `vectors[1:]` when its word is the mask token."""
+    logits = masked_lm_logits(vectors, model.head, masked_lm_activation(model.config), model.config.layer_norm_eps)
+    probs = M.softmax(logits)  # (L, V)
+    best = np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]  # (L, k): as fill_mask orders them
+    return [[{"score": float(p[t]), "token": int(t), "token_str": tokenizer.decode([int(t)], skip_special_tokens=False)}
+             for t in row] for p, row in zip(probs, best)]
+
+
+def mask_word(sentence: str, word: str, occurrence: int, mask_token: str) -> Tuple[str, int]:
+    """The sentence with the `occurrence`-th whole-word `word` replaced by the mask token, and which occurrence
+    of the mask token (0-based) stands in its place."""
+    start, end = find_word(sentence, word, occurrence)
+    before = sentence[:start]
+    return before + mask_token + sentence[end:], len(word_spans(before, mask_token))
+
+
 def across(explanations: Sequence[Explanation]) -> List[dict]:
     """For each sentence after the first: per layer 0..L, cosine and distance to the first sentence's vector."""
     first = explanations[0].vectors
@@ -237,8 +267,11 @@ def across(explanations: Sequence[Explanation]) -> List[dict]:
 # Output: JSON, text, plot
 # ----------------------------------------------------------------------------------------------------------------
 
-def to_json(model: BertModel, explanations: Sequence[Explanation]) -> dict:
-    """Everything `explain` measured, as plain JSON types (full float precision)."""
+def to_json(model: BertModel, explanations: Sequence[Explanation], predictions: Optional[Predictions] = None,
+            masked_word: Optional[str] = None, masked_lm_head: bool = False) -> dict:
+    """Everything `explain` measured, as plain JSON types (full float precision). `predictions`: per sentence,
+    layer_predictions' lists (layers 1..L), shown as each layer's "predictions"; `masked_word`: the word the mask
+    token replaced; `masked_lm_head`: whether the model has the head."""
     c = model.config
     sentences = []
     for e in explanations:
@@ -252,13 +285,16 @@ def to_json(model: BertModel, explanations: Sequence[Explanation]) -> dict:
                 "attention_output_norm": v.attention_output_norm,
                 "feed_forward_output_norm": v.feed_forward_output_norm,
                 "attention": v.attention.tolist(), "heads": v.heads.tolist(), "top_heads": list(v.top_heads)})
+            if predictions is not None:
+                layers[-1]["predictions"] = predictions[len(sentences)][v.layer - 1]
         sentences.append({
             "sentence": e.sentence, "tokens": list(e.tokens),
             "word": {"text": e.word.text, "span": list(e.word.span), "tokens": list(e.word.tokens),
                      "pieces": list(e.word.pieces)},
             "layers": layers})
     return {"model": model.name_or_path, "num_layers": c.num_hidden_layers, "num_heads": c.num_attention_heads,
-            "hidden_size": c.hidden_size, "definitions": DEFINITIONS, "sentences": sentences,
+            "hidden_size": c.hidden_size, "masked_lm_head": masked_lm_head, "masked_word": masked_word,
+            "definitions": DEFINITIONS, "sentences": sentences,
             "across": across(explanations),
             "numbering": {"across.sentence": "1-based, as the text's S1, S2, ...: 1 is sentences[0]",
                           "tokens, word.tokens": "0-based token positions, [CLS] at 0"}}
@@ -274,11 +310,14 @@ def _weights(row: Array, labels: Sequence[str], top: int) -> str:
     return "  ".join(f"{labels[t]} {row[t]:.3f}" for t in order)
 
 
-def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 5) -> str:
+def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 5,
+           predictions: Optional[Predictions] = None, masked_word: Optional[str] = None) -> str:
     """The readable text report; every number in it is in `to_json`'s output, rounded."""
     c = model.config
     lines = [f"model: {model.name_or_path} ({c.num_hidden_layers} layers x {c.num_attention_heads} heads, "
              f"hidden size {c.hidden_size})"]
+    if masked_word is not None:
+        lines.append(f"{masked_word!r} is masked in every sentence: the model guesses it from its context alone")
     for n, e in enumerate(explanations, 1):
         labels = token_labels(e.tokens)
         shown = " ".join(f"[{t}]" if i in e.word.tokens else t for i, t in enumerate(labels))
@@ -295,6 +334,9 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
                       f"    all heads       {_weights(v.attention, labels, top)}",
                       f"    weight x value  {_weights(v.contribution, labels, top)}"]
             lines += [f"    head {h:<10} {_weights(v.heads[h], labels, top)}" for h in v.top_heads]
+            if predictions is not None:
+                guesses = predictions[n - 1][v.layer - 1]
+                lines.append("    guesses here    " + "  ".join(f"{g['token_str']} {g['score']:.3f}" for g in guesses))
     if len(explanations) > 1:
         rows = across(explanations)
         lines += ["", f"{explanations[0].word.text!r} across sentences: its vector in Sk vs in S1 "
@@ -308,6 +350,9 @@ def report(model: BertModel, explanations: Sequence[Explanation], *, top: int = 
               "weight x value: each token's share of what the word's attention output is made of, |weight x value W_O|",
               "  (Kobayashi et al. 2020); [CLS] and [SEP] often take much weight and give little (an attention sink)",
               "heads: ranked by their largest weight on one token that is neither special nor the word itself"]
+    if predictions is not None:
+        lines += ["guesses here: the masked-LM head applied to the mask's vector after that layer (what the model "
+                  "would guess", "  at that depth); the last layer's are fill-mask's"]
     return "\n".join(lines)
 
 
@@ -392,7 +437,8 @@ def plot(explanations: Sequence[Explanation], path: str | Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 DESCRIPTION = ("For a word in one or more sentences, show layer by layer which tokens it attends to, how far its "
-               "vector moved, and how much of that was attention vs feed-forward.")
+               "vector moved, and how much of that was attention vs feed-forward. With a masked-LM head, the word is "
+               "masked (or the sentence's mask followed) and the head's guesses are shown after every layer.")
 
 
 # Sentences longer than this are echoed abbreviated in the text report (the JSON keeps them whole).
@@ -417,18 +463,63 @@ def warn_if_cut(tokenizer: Tokenizer, sentences: Sequence[str], prog: str) -> No
                   "not seen", file=sys.stderr)
 
 
-def show(sentences: Sequence[str], word: str, *, model: str = DEFAULT_MODEL, occurrence: int = 0, heads: int = 3,
-         top: int = 5, as_json: bool = False, plot_path: Optional[str] = None, prog: str = "explain") -> None:
-    """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. Bad input raises
-    MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
+def load(model: str) -> Tuple[BertModel, Optional[BertForMaskedLM]]:
+    """The encoder, and the model with its masked-LM head (None when the checkpoint has none)."""
+    try:
+        mlm = BertForMaskedLM.from_pretrained(model)
+    except MissingHeadError:
+        return BertModel.from_pretrained(model), None
+    return mlm.base_model, mlm
+
+
+def masked_sentences(tokenizer: Tokenizer, sentences: Sequence[str], word: Optional[str], occurrence: int,
+                     masking: bool) -> Tuple[List[str], List[int], str, Optional[str]]:
+    """The sentences as explained, the occurrence of the word followed in each, that word, and the word the mask
+    token replaced (None when none was). No `word`: the mask token, which every sentence must hold; with
+    `masking`, `word` is replaced by the mask token."""
+    mask = tokenizer.mask_token if tokenizer.mask_token_id is not None else None
+    if word is not None and word.strip() == mask:
+        word = None  # --word [MASK]: the same as no --word
+    if word is None:
+        if mask is None:
+            raise InputError(f"no --word, and tokenizer {tokenizer.name_or_path!r} has no mask token to follow; "
+                             "give --word W")
+        for n, sentence in enumerate(sentences, 1):
+            if sentence.count(mask) <= occurrence:  # as the tokenizer matches it: case and all
+                which = f" (occurrence {occurrence}, 0-based)" if occurrence else ""
+                raise InputError(f"sentence {n}: no --word given and no mask token {mask!r}{which} to follow; "
+                                 f"expected {mask!r} in it, or --word W")
+        return list(sentences), [occurrence] * len(sentences), mask, None
+    if not masking or mask is None:
+        return list(sentences), [occurrence] * len(sentences), word, None
+    masked = [mask_word(s, word, occurrence, mask) for s in sentences]
+    return [s for s, _ in masked], [k for _, k in masked], mask, word
+
+
+def show(sentences: Sequence[str], word: Optional[str], *, model: str = DEFAULT_MODEL, occurrence: int = 0,
+         heads: int = 3, top: int = 5, top_k: int = 5, as_json: bool = False, plot_path: Optional[str] = None,
+         prog: str = "explain") -> None:
+    """Explain `word` in each sentence and print the report (or JSON); write the plot if asked. With a masked-LM
+    head, `word` (None: the mask token the sentences hold) is masked and the head's `top_k` guesses for it are
+    shown per layer; without one, a mask to follow gets a note on stderr naming a model that has the head. Bad
+    input raises MinibertError (minibert.cli prints it). `prog` prefixes the notes on stderr."""
     if plot_path:  # before any model work
         require_matplotlib()
         check_output(plot_path, option="--plot")
-    bert, tokenizer = BertModel.from_pretrained(model), Tokenizer.from_pretrained(model)
-    warn_if_cut(tokenizer, sentences, prog)
-    explanations = [explain(bert, tokenizer, s, word, occurrence=occurrence, heads=heads) for s in sentences]
+    (bert, mlm), tokenizer = load(model), Tokenizer.from_pretrained(model)
+    texts, occurrences, followed, masked_word = masked_sentences(tokenizer, sentences, word, occurrence,
+                                                                 masking=mlm is not None)
+    if mlm is None and followed == tokenizer.mask_token:  # a mask to guess, and no head to guess it
+        print(f"{prog}: {model} has no masked-LM head, so no per-layer guesses for the mask; a model with one: "
+              f"{MASKED_LM_EXAMPLE}", file=sys.stderr)
+    warn_if_cut(tokenizer, texts, prog)
+    explanations = [explain(bert, tokenizer, s, followed, occurrence=k, heads=heads)
+                    for s, k in zip(texts, occurrences)]
+    predicted = mlm is not None and followed == tokenizer.mask_token
+    predictions = [layer_predictions(mlm, tokenizer, e.vectors[1:], top_k) for e in explanations] if predicted else None
     written = plot(explanations, plot_path) if plot_path else None
-    print(json.dumps(to_json(bert, explanations), indent=1) if as_json else report(bert, explanations, top=top))
+    print(json.dumps(to_json(bert, explanations, predictions, masked_word, mlm is not None), indent=1) if as_json
+          else report(bert, explanations, top=top, predictions=predictions, masked_word=masked_word))
     if written:
         print(f"wrote {written}", file=sys.stderr)
 

@@ -538,3 +538,68 @@ def test_plot_panels_share_a_y_range_and_heatmaps_print_their_values(minilm, min
     compare._write_figure(fig, target)
     image = imread(target)
     assert image.shape[0] > 500 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank
+
+
+# ------------------------------------------------------------------------------------------------------------
+# fill: the same blank in different sentences (random-weight fixtures with a masked-LM head)
+# ------------------------------------------------------------------------------------------------------------
+
+HEADS = REPO / "tests" / "fixtures" / "heads"
+
+
+def test_fill_default_sentences_side_by_side(tmp_path):
+    from minibert import AutoModelForMaskedLM, Tokenizer, fill_mask
+    text = run(tmp_path, "fill", "--model", HEADS / "bert", "--top-k", "3")
+    js = run(tmp_path, "fill", "--model", HEADS / "bert", "--top-k", "3", "--json")
+    assert text.returncode == 0 and js.returncode == 0, text.stderr + js.stderr
+    data = json.loads(js.stdout)
+    assert [g["label"] for g in data["groups"]] == ["the cat's verb", "bank", "bat", "cell"]
+    assert [s["sentence"] for s in data["groups"][0]["sentences"]] == ["The cat [MASK] on the mat.",
+                                                                      "The cat [MASK] the mouse."]
+    assert data["groups"][1]["sentences"][1]["sentence"] == "She deposited her salary at the [MASK] on Monday."
+    assert len(data["groups"][3]["sentences"]) == 3  # one per sense of "cell"
+    mlm, tok = AutoModelForMaskedLM.from_pretrained(HEADS / "bert"), Tokenizer.from_pretrained(HEADS / "bert")
+    for g in data["groups"]:
+        for s in g["sentences"]:  # filled together, here one by one: the same to float32 rounding
+            alone = fill_mask(mlm, tok, s["sentence"], top_k=3)
+            assert [c["token"] for c in s["guesses"]] == [c["token"] for c in alone]
+            np.testing.assert_allclose([c["score"] for c in s["guesses"]], [c["score"] for c in alone], rtol=1e-5)
+        sets = [{c["token_str"] for c in s["guesses"]} for s in g["sentences"]]
+        assert set(g["shared"]) == set.intersection(*sets)
+    assert text.stdout.count("what to notice: ") == 4
+    first = data["groups"][0]["sentences"]
+    row = next(line for line in text.stdout.splitlines() if line.startswith("   1 "))
+    assert row.split() == ["1", first[0]["guesses"][0]["token_str"], f"{first[0]['guesses'][0]['score']:.3f}",
+                           first[1]["guesses"][0]["token_str"], f"{first[1]['guesses'][0]['score']:.3f}"]
+
+
+def test_fill_writes_the_models_own_mask_token(tmp_path):
+    result = run(tmp_path, "fill", "--model", HEADS / "roberta", "--sentence", "The cat [MASK] on the mat.",
+                 "--sentence", "The cat <mask> the mouse.", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["mask_token"] == "<mask>" and data["top_k"] == 5
+    (group,) = data["groups"]
+    assert [s["sentence"] for s in group["sentences"]] == ["The cat <mask> on the mat.", "The cat <mask> the mouse."]
+    assert all(len(s["guesses"]) == 5 and sum(c["score"] for c in s["guesses"]) <= 1 for s in group["sentences"])
+
+
+@pytest.mark.parametrize("args, status, message", [
+    ((), 1, "compare.py: error: google-bert/bert-base-uncased: not in the Hugging Face cache"),  # the default, offline
+    (("--model", "sentence-transformers/all-MiniLM-L6-v2"), 1,
+     "fill needs a model with that head, e.g. google-bert/bert-base-uncased"),
+    (("--model", HEADS / "bert", "--sentence", "No blank.", "--sentence", "A [MASK]."), 2,
+     "compare.py: error: --sentence 1 'No blank.' holds 0 mask tokens; expected one blank, written [MASK]"),
+    (("--sentence", "A [MASK]."), 2, "compare.py: error: 1 --sentence: expected 2 to 100"),
+    (("--top-k", "0"), 2, "compare.py: error: --top-k 0: expected 1 or more"),
+])
+def test_fill_errors_are_one_line(tmp_path, args, status, message):
+    result = run(tmp_path, "fill", *args)
+    assert result.returncode == status and result.stdout == "", result.stderr
+    [line] = result.stderr.splitlines()
+    assert message in line
+
+
+def test_fill_refuses_the_word_reports_options(tmp_path):
+    result = run(tmp_path, "--word", "cat", "fill")
+    assert result.returncode == 2 and result.stderr.startswith("compare.py: error: --word: not used by fill")

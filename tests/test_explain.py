@@ -175,3 +175,86 @@ def test_plot_shows_word_to_word_attention_with_labelled_axes(minilm, minilm_tok
     target = plot([e, explain(minilm, minilm_tokenizer, "A hedgehog ate.", "hedgehog")], tmp_path / "e.png")
     image = imread(target)
     assert image.shape[0] > 300 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# With a masked-LM head: the head's guesses for the mask after every layer (random-weight fixtures)
+# ----------------------------------------------------------------------------------------------------------------
+
+HEADS = REPO / "tests" / "fixtures" / "heads"
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_layer_predictions_end_with_fill_masks(family):
+    from minibert import AutoModelForMaskedLM, Tokenizer, fill_mask
+    from minibert.explain import layer_predictions
+    mlm, tok = AutoModelForMaskedLM.from_pretrained(HEADS / family), Tokenizer.from_pretrained(HEADS / family)
+    sentence = f"The cat {tok.mask_token} on the mat."
+    e = explain(mlm.base_model, tok, sentence, tok.mask_token)
+    guesses = layer_predictions(mlm, tok, e.vectors[1:], top_k=4)  # the reference path's vectors
+    assert len(guesses) == mlm.config.num_hidden_layers
+    for layer in guesses:
+        scores = [g["score"] for g in layer]
+        assert len(layer) == 4 and sum(scores) <= 1 and scores == sorted(scores, reverse=True)
+    filled = fill_mask(mlm, tok, sentence, top_k=4)  # the fast path
+    assert [g["token"] for g in guesses[-1]] == [f["token"] for f in filled]
+    assert [g["token_str"] for g in guesses[-1]] == [f["token_str"] for f in filled]
+    np.testing.assert_allclose([g["score"] for g in guesses[-1]], [f["score"] for f in filled], rtol=1e-4)
+    assert guesses[0] != guesses[-1]  # each layer's own guesses, not the last one's repeated
+
+
+def run_minibert(capsys, *args):
+    from minibert.cli import main as minibert
+    status = minibert(["explain", *map(str, args)])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_explain_masks_the_word_and_shows_each_layers_guesses(capsys):
+    from minibert import AutoModelForMaskedLM, Tokenizer, fill_mask
+    args = ["The cat sat on the mat.", "The cat chased the mouse.", "--word", "cat", "--model", HEADS / "bert",
+            "--top-k", "3"]
+    status, out, err = run_minibert(capsys, *args, "--json")
+    assert status == 0 and err == "", err
+    data = json.loads(out)
+    assert data["masked_lm_head"] is True and data["masked_word"] == "cat"
+    mlm, tok = AutoModelForMaskedLM.from_pretrained(HEADS / "bert"), Tokenizer.from_pretrained(HEADS / "bert")
+    for s, original in zip(data["sentences"], ["The cat sat on the mat.", "The cat chased the mouse."]):
+        assert s["sentence"] == original.replace("cat", "[MASK]") and s["word"]["pieces"] == ["[MASK]"]
+        assert [len(layer["predictions"]) for layer in s["layers"][1:]] == [3] * data["num_layers"]
+        assert "predictions" not in s["layers"][0]
+        last = s["layers"][-1]["predictions"]
+        assert [g["token"] for g in last] == [f["token"] for f in fill_mask(mlm, tok, s["sentence"], top_k=3)]
+    status, text, _ = run_minibert(capsys, *args)
+    assert status == 0 and "'cat' is masked in every sentence" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("    guesses here")]
+    assert len(lines) == 2 * data["num_layers"]
+    first = data["sentences"][0]["layers"][1]["predictions"][0]
+    assert lines[0].split()[2:4] == [first["token_str"], f"{first['score']:.3f}"]
+
+
+def test_explain_follows_the_mask_without_word(capsys):
+    status, out, err = run_minibert(capsys, "The cat <mask> on the mat.", "--model", HEADS / "roberta", "--json")
+    assert status == 0 and err == "", err
+    data = json.loads(out)
+    assert data["masked_word"] is None and data["sentences"][0]["word"]["text"] == "<mask>"
+    assert all(len(layer["predictions"]) == 5 for layer in data["sentences"][0]["layers"][1:])
+    status, _, err = run_minibert(capsys, "The cat sat on the mat.", "--model", HEADS / "roberta")
+    assert status == 1 and err.splitlines() == [
+        "minibert explain: error: sentence 1: no --word given and no mask token '<mask>' to follow; expected "
+        "'<mask>' in it, or --word W"]
+
+
+def test_explain_without_the_head_says_so_in_one_line(capsys):
+    status, out, err = run_minibert(capsys, "The cat [MASK] on the mat.", "--json")  # all-MiniLM-L6-v2: no head
+    assert status == 0
+    assert err.splitlines() == [
+        "minibert explain: sentence-transformers/all-MiniLM-L6-v2 has no masked-LM head, so no per-layer guesses "
+        "for the mask; a model with one: google-bert/bert-base-uncased"]
+    data = json.loads(out)
+    assert data["masked_lm_head"] is False and data["masked_word"] is None
+    assert not any("predictions" in layer for s in data["sentences"] for layer in s["layers"])
+    status, out, err = run_minibert(capsys, "The cat sat on the mat.", "--word", "cat")  # no mask: as before
+    assert status == 0 and err == "" and "guesses" not in out and "masked" not in out
+    status, _, err = run_minibert(capsys, "The cat [mask] on the mat.")  # not the mask token: the case counts
+    assert status == 1 and "no mask token '[MASK]' to follow" in err
