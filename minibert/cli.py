@@ -258,7 +258,8 @@ def run_explain(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 # A model that has each head, named when the one given has not.
-HEAD_EXAMPLES = {"fill": "bert-base-uncased", "classify": "distilbert-base-uncased-finetuned-sst-2-english",
+HEAD_EXAMPLES = {"fill": "google-bert/bert-base-uncased",
+                 "classify": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
                  "rerank": "cross-encoder/ms-marco-MiniLM-L-6-v2"}
 
 

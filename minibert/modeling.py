@@ -243,7 +243,7 @@ class _WithHead:
 class BertForMaskedLM(_WithHead):
     """An encoder with its masked-language-model head (any family: heads.py; the names in params.py).
 
-    >>> model = AutoModelForMaskedLM.from_pretrained("bert-base-uncased")
+    >>> model = AutoModelForMaskedLM.from_pretrained("google-bert/bert-base-uncased")
     >>> batch = tokenizer("The cat [MASK] on the mat.")
     >>> out = model(**batch, positions=batch["input_ids"] == tokenizer.mask_token_id)
     >>> out.logits.shape                  # (K, V): one row per [MASK]
@@ -287,7 +287,8 @@ class BertForSequenceClassification(_WithHead):
     """An encoder with its sequence-classification head (any family: heads.py). `config` is a
     ClassificationConfig: `config.id2label` names the columns of the logits.
 
-    >>> model = AutoModelForSequenceClassification.from_pretrained("distilbert-base-uncased-finetuned-sst-2-english")
+    >>> name = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+    >>> model = AutoModelForSequenceClassification.from_pretrained(name)
     >>> probs = softmax(model(**tokenizer(["I loved it."])).logits)    # (B, num_labels)
     """
 

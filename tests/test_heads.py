@@ -236,7 +236,7 @@ def test_cli_fill(capsys):
 def test_cli_fill_errors(capsys):
     status, _, err = run(capsys, "fill", "The cat [MASK].", "--model", FIXTURES / "families" / "electra")
     assert status == 1 and len(err.splitlines()) == 1
-    assert "has no masked language model head" in err and "e.g. bert-base-uncased" in err
+    assert "has no masked language model head" in err and "e.g. google-bert/bert-base-uncased" in err
     status, _, err = run(capsys, "fill", "No mask.", "--model", HEADS / "bert")
     assert status == 1 and "no mask token '[MASK]'" in err
     assert run(capsys, "fill", "A [MASK].", "--model", HEADS / "bert", "--top-k", 0)[0] == 1
