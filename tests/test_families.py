@@ -156,3 +156,21 @@ def test_command_line_takes_every_family(name, tmp_path, capsys):
                  "--model", str(folder(name))]) == 0
     vectors = np.load(tmp_path / "out.npy")
     assert_batch_invariant(vectors, SentenceEncoder.from_pretrained(folder(name)).encode(["The cat sat.", "A dog barked."]))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_word_vectors_explain_and_compare_take_every_family(name, capsys):
+    """A word found by character offsets whatever the tokenizer (BPE's leading-space pieces, Unigram's ▁), through
+    word_vectors, explain and compare.py --model."""
+    import json
+    import compare
+    from minibert import word_vectors
+    from minibert.explain import explain
+    model, tok = AutoModel.from_pretrained(folder(name)), Tokenizer.from_pretrained(folder(name))
+    vectors = word_vectors(model, tok, ["The cat sat.", "A river bank."], ["cat", "river"], layers="all")
+    assert vectors.shape == (2, model.config.num_hidden_layers + 1, model.config.hidden_size)
+    e = explain(model, tok, "The cat sat on the mat.", "cat")
+    assert e.word.text == "cat" and len(e.layers) == model.config.num_hidden_layers
+    assert compare.main(["--model", str(folder(name)), "--glove", "none", "--json", "--word", "cat",
+                         "--sentence", "The cat sat.", "--sentence", "A cat ran."]) == 0
+    assert json.loads(capsys.readouterr().out)
