@@ -7,6 +7,7 @@ each worker in turn, alternating, several rounds; each worker warms up, times, a
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 PAUSE = 0.3  # seconds between two sides' turns, for the previous side's spinning threads to go to sleep
@@ -139,3 +140,21 @@ def command_line() -> str:
     script = Path(sys.argv[0]).resolve()
     entry = "-m bench" if script.name == "__main__.py" else str(script.relative_to(REPO))
     return " ".join(["python", entry, *sys.argv[1:]])
+
+
+def main(doc: str, run: Callable[..., dict], markdown: Callable[[dict], str], *, reps: int = 5,
+         only: Optional[Sequence[str]] = None) -> None:
+    """A side-by-side benchmark's own command line: --rounds, --reps, --only (when it has parts), --json; prints the
+    machine line, then the markdown table of `run(rounds, reps[, only])`."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--reps", type=int, default=reps)
+    if only:
+        p.add_argument("--only", choices=list(only))
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    print(machine_line(), f"| threads per side: {threads()}", flush=True)
+    result = run(a.rounds, a.reps, a.only) if only else run(a.rounds, a.reps)
+    print(markdown(result))
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1))

@@ -8,7 +8,6 @@ resident memory of loading the XLM-R checkpoint (a 768 MB embedding table) in a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -20,7 +19,7 @@ from typing import Dict, List
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import PAUSE, Worker, have, machine_line, serve, thread_env, threads, time_calls  # noqa: E402
+from _harness import main as bench_main, PAUSE, Worker, have, serve, thread_env, threads, time_calls  # noqa: E402
 from bench_forward import BERT_BASE, write_bert_base  # noqa: E402
 
 SHAPES = [(1, 128), (32, 128)]
@@ -266,17 +265,7 @@ def main() -> None:
         return worker(sys.argv[2], json.loads(sys.argv[3]))
     if len(sys.argv) > 3 and sys.argv[1] == "--memory-child":
         return memory_child(sys.argv[2], sys.argv[3])
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--only", choices=["speed", "memory"])
-    p.add_argument("--json", type=Path)
-    a = p.parse_args()
-    print(machine_line(), f"| threads per side: {threads()}", flush=True)
-    result = run(a.rounds, a.reps, a.only)
-    print(markdown(result))
-    if a.json:
-        a.json.write_text(json.dumps(result, indent=1))
+    bench_main(__doc__, run, markdown, reps=3, only=["speed", "memory"])
 
 
 if __name__ == "__main__":

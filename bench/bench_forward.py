@@ -6,7 +6,6 @@ onnxruntime (the same model exported to ONNX here, into a temporary folder), eac
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ from typing import Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Worker, alternate, have, machine_line, serve, threads, time_calls  # noqa: E402
+from _harness import main as bench_main, Worker, alternate, have, serve, threads, time_calls  # noqa: E402
 
 SHAPES = {"minilm": [(1, 16), (32, 64), (128, 32)], "bert-base": [(1, 128), (8, 128), (32, 128)]}
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -208,17 +207,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], json.loads(sys.argv[3]))
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--only", choices=list(SHAPES))
-    p.add_argument("--json", type=Path)
-    a = p.parse_args()
-    print(machine_line(), f"| threads per side: {threads()}", flush=True)
-    result = run(a.rounds, a.reps, a.only)
-    print(markdown(result))
-    if a.json:
-        a.json.write_text(json.dumps(result, indent=1))
+    bench_main(__doc__, run, markdown, only=list(SHAPES))
 
 
 if __name__ == "__main__":

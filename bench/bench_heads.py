@@ -11,7 +11,6 @@ of one sentence (top 5).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Worker, alternate, have, machine_line, serve, threads, time_calls  # noqa: E402
+from _harness import main as bench_main, Worker, alternate, have, serve, threads, time_calls  # noqa: E402
 
 MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
               max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12,
@@ -162,12 +161,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], json.loads(sys.argv[3]))
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--reps", type=int, default=5)
-    a = p.parse_args()
-    print(machine_line(), f"| threads per side: {threads()}", flush=True)
-    print(markdown(run(a.rounds, a.reps)))
+    bench_main(__doc__, run, markdown)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ PREFIXES = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "
             "distilbert": "distilbert.", "electra": "electra.", "mpnet": "mpnet."}
 _L = r"(?:encoder|transformer)\.layer\.(\d+)\."
 RENAMES = {
-    "distilbert": [(rf"^transformer\.layer\.(\d+)\.attention\.(q|k|v)_lin\.", None),
+    "distilbert": [(r"^transformer\.layer\.(\d+)\.attention\.(q|k|v)_lin\.", None),
                    (rf"^{_L}attention\.out_lin\.", r"encoder.layer.\1.attention.output.dense."),
                    (rf"^{_L}sa_layer_norm\.", r"encoder.layer.\1.attention.output.LayerNorm."),
                    (rf"^{_L}ffn\.lin1\.", r"encoder.layer.\1.intermediate.dense."),

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minibert import BertConfig, CheckpointError, ConfigError, InputError, MinibertError, Tokenizer
+from minibert import BertConfig, CheckpointError, ConfigError, InputError, Tokenizer
 from minibert.encoder import POOLING_KEYS, POOLING_MODES, read_layout
 from minibert.tokenizer import read_vocab
 from minibert.weights import STORED_DTYPES, checked_relative_path, read_safetensors
