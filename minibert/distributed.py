@@ -414,8 +414,7 @@ def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id
         with progress(len(todo), "encode-corpus", "shard", show_progress_bar) as advance:
             for future in as_completed(futures):
                 i = position[future.key]
-                failure = future if future.status == "error" else (
-                    future.result().get("error") if future.status == "finished" else None)
+                failure = _failure(future)
                 if failure is not None:
                     if not failures or i < min(failures):
                         client.cancel(futures[i + 1:])  # the first failure in input order is what is reported
@@ -425,6 +424,12 @@ def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id
                 if failures and all(f.done() for f in futures[:min(failures)]):
                     break
         if failures:
+            # An earlier partition may have finished before as_completed handed it over: look at each directly.
+            for j in range(min(failures)):
+                failure = _failure(futures[j])
+                if failure is not None:
+                    failures[j] = failure
+                    break
             first = failures[min(failures)]
             if isinstance(first, MinibertError):
                 raise first
@@ -432,6 +437,14 @@ def _run_tasks(client, todo: List[Partition], blob: bytes, shards: str, model_id
     except BaseException:
         client.cancel(futures)
         raise
+
+
+def _failure(future):
+    """A finished task's failure: the future itself for an unexpected error, minibert's error for a bad input
+    (returned, not raised, so that workers log no traceback), None otherwise."""
+    if future.status == "error":
+        return future
+    return future.result().get("error") if future.status == "finished" else None
 
 
 def _write_index(out: Path, files: List[Path], parts: List[Partition], shards: Path, model_id, dim: int,

@@ -407,3 +407,38 @@ def test_other_families_encode_on_the_cluster(client, tmp_path, family):
     encode_corpus(text, tmp_path / "out", model=encoder, client=client, partition_size=2)
     assert_batch_invariant(load_embeddings(tmp_path / "out").array(),
                            encoder.encode(["The cat sat on the mat.", "A bank by the river.", "Crème brûlée."]))
+
+
+def test_the_first_bad_partition_in_input_order_is_reported_whatever_finishes_first(monkeypatch):
+    """as_completed may hand over a later partition's failure while an earlier one has already failed but not yet
+    been handed over: the earlier one is still the error reported (this ordering made a test flaky)."""
+    from minibert import distributed
+
+    class Future:
+        def __init__(self, key, error):
+            self.key, self.status, self.error = key, "finished", error
+
+        def result(self):
+            return {"error": self.error}
+
+        def done(self):
+            return True
+
+    class Client:
+        def __init__(self):
+            self.futures = []
+
+        def submit(self, fn, part, *args, key, **kwargs):
+            self.futures.append(Future(key, InputError(f"{part}: bad line")))
+            return self.futures[-1]
+
+        def cancel(self, futures):
+            pass
+
+    class Part(str):
+        name = property(str.__str__)
+
+    client = Client()
+    monkeypatch.setattr(distributed, "dask_names", lambda *names: (lambda fs: iter(client.futures[::-1]),))
+    with pytest.raises(InputError, match="^first: bad line"):
+        distributed._run_tasks(client, [Part("first"), Part("second")], b"", "shards", {}, {}, False)
