@@ -12,11 +12,13 @@ import ctypes
 import glob
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional
 
 import numpy as np
+
+from .errors import InputError
 
 
 class _OpenBLAS:
@@ -83,7 +85,9 @@ def num_threads() -> int:
     With 1, the BLAS is kept to one thread too."""
     env = os.environ.get("MINIBERT_NUM_THREADS")
     if env:
-        return max(1, int(env))
+        if not env.strip().isdigit() or int(env) < 1:
+            raise InputError(f"MINIBERT_NUM_THREADS={env!r}: expected a positive integer")
+        return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -119,7 +123,10 @@ def run_parallel(tasks: List[Callable[[], None]]) -> None:
     releases the GIL inside matrix products and ufuncs, so each task keeps a core busy."""
     with single_threaded():
         futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
-        tasks[0]()
+        try:
+            tasks[0]()
+        finally:  # even on an error or Ctrl-C: no task may still be in the BLAS when its thread count is restored
+            wait(futures)
         for f in futures:
             f.result()
 
@@ -133,8 +140,9 @@ def keep_freed_memory() -> None:
 
     A forward allocates temporaries of a few MB (a block's (I, 512) feed-forward activation is 3 MB). glibc gives
     blocks above its mmap threshold (128 KiB at start) their own mapping and unmaps them on free, so every forward
-    page-faults and zeroes its working memory anew: a quarter of a MiniLM batch forward (measured 3,600 -> 4,400
-    tok/s at B=32 T=64). Above 32 MiB, and for what it may keep unreturned above 64 MiB, glibc's defaults stay.
+    page-faults and zeroes its working memory anew: a quarter of a MiniLM batch forward (B=32 T=64 on a quiet
+    machine: 6,600 -> 8,500 tok/s, bench/RESULTS.md). Above 32 MiB, and for what it may keep unreturned above
+    64 MiB, glibc's defaults stay.
     A no-op where the C library is not glibc; called once, when a model first lays out its weights.
     """
     global _ALLOCATOR_TUNED

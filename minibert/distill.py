@@ -230,7 +230,11 @@ def _swap_into_place(tmp: Path, output: Path) -> None:
     if output.exists() and any(output.iterdir()):
         old = output.with_name(f".{output.name}.{os.getpid()}.old")
         os.rename(output, old)
-        os.rename(tmp, output)
+        try:
+            os.rename(tmp, output)
+        except BaseException:
+            os.rename(old, output)  # the previous distillation back under its name: nothing lost
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, output)

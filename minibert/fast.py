@@ -6,7 +6,8 @@ four changes of arrangement and no change of meaning:
 1. Only real tokens are computed. The real tokens of a batch are packed side by side, S = sum of the
    sequences' lengths, for every per-token step (embeddings, projections, layer norms, feed-forward); only
    attention needs the per-sequence layout, and there each sequence attends over exactly its own tokens, so no
-   mask is needed. Padding costs nothing, and a sentence gives the same vector alone or in any batch.
+   mask is needed. Padding costs nothing, and a sentence gives the same vector alone or in any batch, to
+   within ~1e-6 (OpenBLAS rounds a column a little differently with the product's width).
 2. Activations are feature-major, (H, S): one column per token. Every dense layer is then W @ x with the
    checkpoint's weight as it lies in the file, (out, in), and both operands the way the BLAS reads fastest
    (see `matmul`). model.py's token-major x @ W.T is the same sum of products.
@@ -210,9 +211,10 @@ def matmul(w: Array, x: Array, out: Optional[Array] = None) -> Array:
     token.  This is the layout OpenBLAS multiplies fastest: x @ w.T on token rows needs a transposed operand or
     writes through a transposed output, 1.1x (512 tokens) to 2x (16 tokens) slower (bench/RESULTS.md).
 
-    A token's column must not depend on how many tokens come with it: OpenBLAS computes small products (O K M
-    below about 10^6) with other kernels that round differently, so a short sentence alone would differ from the
-    same sentence in a batch by ~1e-6. Too few columns are therefore padded with zeros up to MIN_GEMM_WORK.
+    A token's column should depend as little as possible on how many tokens come with it: OpenBLAS computes small
+    products with other kernels that round differently, so too few columns are padded with zeros up to
+    MIN_GEMM_WORK (O K M). Above it, OpenBLAS 0.3.31 still rounds a column a little differently with the product's
+    width (a short sentence alone vs in a batch: ~1e-6 apart).
     """
     (O, K), M = w.shape, x.shape[1]
     min_cols = max(2, -(-MIN_GEMM_WORK // (K * O)))  # 2 at least: with one column NumPy calls another routine
@@ -361,7 +363,8 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     parts = split_sequences(packing.offsets, threads) if threads > 1 and blas.controllable() else []
     if len(parts) > 1:
         blas.run_parallel([lambda b0=b0, b1=b1: run(b0, b1) for b0, b1 in parts])
-    elif S:  # one sequence: the BLAS's own threads share each of its products (unless we are told one thread)
+    elif S:  # one part (one sequence, one thread, or a BLAS we cannot control): the BLAS's own threads share
+        # each product (unless we are told one thread)
         with blas.single_threaded() if threads == 1 else nullcontext():
             run(0, len(packing.lengths))
     return last, packing, hidden

@@ -64,9 +64,10 @@ def resolve_model_dir(name_or_path: str | Path, *, revision: Optional[str] = Non
     if "/" not in name:  # the Hub still serves a few legacy ids without an org (bert-base-uncased): try it first
         try:
             return _snapshot(name, revision)
-        except CheckpointError:
+        except CheckpointError as e:
             raise CheckpointError(f"{name}: no such folder, and not a Hub repo id: an id has the form 'org/name' "
-                                  f"(for this one, perhaps sentence-transformers/{name})") from None
+                                  f"(for this one, perhaps sentence-transformers/{name}); asked as a legacy id "
+                                  f"without an org, the Hub lookup said: {e}") from None
     return _snapshot(name, revision)
 
 

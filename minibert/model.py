@@ -4,7 +4,8 @@
     N  attention heads   D  head size, H / N                                I  intermediate (feed-forward) size
     V  vocabulary size   E  embedding size (H, except ELECTRA's)            L  layers
 
-How the data flows (the functions below are in this order, `linear` and `layer_norm` first):
+How the data flows (the functions below follow it, after the building blocks `linear` and `layer_norm`; what
+every layer adds to its attention scores, MPNet's relative positions included, comes after `pooler`):
     embeddings       what each token is + where it stands (+ which segment), layer-normed     (B, T) -> (B, T, H)
     encoder_layer    x L:  self_attention  every token reads from the others (the only step that mixes tokens)
                            feed_forward    each token on its own, H -> I -> H

@@ -93,8 +93,10 @@ class BertModel:
     def _check_rows(self, ids: Array) -> None:
         """The word-table rows these ids look up hold no NaN or infinity (a warning, or with strict an error)."""
         rows = np.unique(ids)
-        check_finite(f"{WORD_TABLE} (rows of ids {rows[:5].tolist()}...)", self.weights.embeddings.word[rows],
-                     strict=self.strict)
+        looked_up = self.weights.embeddings.word[rows]  # (R, E)
+        if not np.isfinite(looked_up).all():
+            bad = rows[~np.isfinite(looked_up).all(axis=1)]
+            check_finite(f"{WORD_TABLE} (rows {bad[:5].tolist()})", looked_up, strict=self.strict)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, output_hidden_states: bool = False,
                  output_attentions: bool = False, path: Optional[str] = None) -> BertOutput:
@@ -264,7 +266,11 @@ class BertForMaskedLM(_WithHead):
 
     @cached_property
     def head(self) -> MaskedLMWeights:
-        return MaskedLMWeights.from_tensors(self._head_arrays(), self.base_model.weights.embeddings.word)
+        word = self.base_model.weights.embeddings.word
+        head = MaskedLMWeights.from_tensors(self._head_arrays(), word)
+        if head.decoder.weight is word:  # tied: every row of the word table is now read, not only those looked up
+            check_finite(WORD_TABLE, word, strict=self.base_model.strict)
+        return head
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, positions=None,
                  output_hidden_states: bool = False, output_attentions: bool = False,

@@ -64,6 +64,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 JSON_TYPE = "application/json"
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STOP_GRACE = 10.0  # seconds shutdown waits for requests still arriving before it closes their connections
 
 
 @dataclass(frozen=True)
@@ -440,8 +441,8 @@ class Service:
         if self.limits.max_batch_tokens < encoder.max_seq_length:
             raise ServeError(f"--max-batch-tokens {self.limits.max_batch_tokens}: less than the model's "
                              f"max_seq_length ({encoder.max_seq_length}); a long text would never fit a batch")
+        self.batcher = Batcher(self._compute, self.limits, self.metrics)  # before the encoder: it marks us ready
         self.encoder, self.reranker = encoder, reranker
-        self.batcher = Batcher(self._compute, self.limits, self.metrics)
 
     def close(self) -> None:
         """Answer every queued request, then stop the batcher."""
@@ -808,16 +809,21 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._lock:
             self._connections.pop(handler, None)
 
-    def close_idle(self) -> None:
-        """Wake every connection waiting for a next request (keep-alive) so that its thread ends."""
+    def close_idle(self, everyone: bool = False) -> None:
+        """Wake every connection waiting for a next request (keep-alive) so that its thread ends; with `everyone`,
+        also those still in a request (a client trickling its body byte by byte)."""
         with self._lock:
             self.stopping = True
-            idle = [h for h, busy in self._connections.items() if not busy]
-        for handler in idle:
+            chosen = [h for h, busy in self._connections.items() if everyone or not busy]
+        for handler in chosen:
             try:
                 handler.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
 
     def handle_error(self, request, client_address) -> None:
         """A client that vanished is no error of the server's."""
@@ -859,6 +865,10 @@ class Server:
         if self.thread.is_alive():
             self.httpd.shutdown()
         self.httpd.close_idle()
+        deadline = time.monotonic() + STOP_GRACE
+        while self.httpd.open_connections() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.httpd.close_idle(everyone=True)  # a request still arriving after the grace period is not waited for
         self.httpd.server_close()  # joins the connection threads: each in-flight request gets its answer
         self.service.close()
 
@@ -925,12 +935,13 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         stop.set()
 
     server = Server(service, args.host, args.port)
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous: Dict[int, Any] = {}
     try:
         server.start()
         print(f"{p.prog}: loading {args.model} ...", file=sys.stderr)
-        service.load(SentenceEncoder.from_pretrained(args.model),
+        service.load(SentenceEncoder.from_pretrained(args.model),  # Ctrl-C here interrupts the load (a download)
                      load_reranker(args.reranker) if args.reranker else None)
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"{p.prog}: warning: listening on {args.host} without --api-key: anyone who can reach it can use "
                   "it", file=sys.stderr)

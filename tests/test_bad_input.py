@@ -176,8 +176,7 @@ def test_nan_in_the_word_table_is_found_where_it_is_read(folder):
     edit_tensors(folder, poison)
     model = BertModel.from_pretrained(folder, strict=True)
     model([[2, 5, 3]])  # row 7 is not read: nothing to say
-    with pytest.raises(CheckpointError, match=r"'embeddings\.word_embeddings\.weight \(rows of ids \[2, 3, 7\]"
-                                              r"\.\.\.\)' holds NaN"):
+    with pytest.raises(CheckpointError, match=r"'embeddings\.word_embeddings\.weight \(rows \[7\]\)' holds NaN"):
         model([[2, 7, 3]])
     with pytest.warns(RuntimeWarning, match=r"word_embeddings.*holds NaN"):
         BertModel.from_pretrained(folder)([[2, 7, 3]])

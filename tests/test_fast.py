@@ -271,3 +271,10 @@ def test_num_threads_from_environment(monkeypatch):
     assert blas.num_threads() == 3
     monkeypatch.delenv("MINIBERT_NUM_THREADS")
     assert blas.num_threads() >= 1
+
+
+def test_num_threads_refuses_what_is_not_a_count(monkeypatch):
+    for bad in ("two", "0", "-1", "1.5"):
+        monkeypatch.setenv("MINIBERT_NUM_THREADS", bad)
+        with pytest.raises(InputError, match="MINIBERT_NUM_THREADS=.*expected a positive integer"):
+            blas.num_threads()

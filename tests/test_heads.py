@@ -310,3 +310,22 @@ def test_old_layer_norm_names_and_half_precision(tmp_path):
               folder / "model.safetensors")
     half = AutoModelForMaskedLM.from_pretrained(folder)(**batch).logits[real]
     assert half.dtype == np.float32 and scaled_diff(half, ref["mlm/masked/logits"][real]) <= 1e-2
+
+
+def test_nan_in_a_tied_decoder_is_found(tmp_path):
+    """A tied decoder reads every row of the word table: a NaN anywhere in it is refused with strict, warned
+    about without (the encoder alone checks only the rows it looks up)."""
+    import shutil
+    from safetensors.numpy import load_file, save_file
+    from minibert import AutoModelForMaskedLM, CheckpointError
+    shutil.copytree(FIXTURES / "heads" / "bert", tmp_path / "m")
+    path = tmp_path / "m" / "model.safetensors"
+    tensors = load_file(path)
+    name = next(n for n in tensors if n.endswith("word_embeddings.weight"))
+    assert not any(n.endswith("decoder.weight") for n in tensors), "the fixture's decoder is tied"
+    tensors[name][len(tensors[name]) - 1, 0] = np.nan
+    save_file(tensors, path)
+    with pytest.raises(CheckpointError, match="word_embeddings.weight' holds NaN"):
+        AutoModelForMaskedLM.from_pretrained(tmp_path / "m", strict=True)([[2, 5, 3]])
+    with pytest.warns(RuntimeWarning, match="word_embeddings.weight' holds NaN"):
+        AutoModelForMaskedLM.from_pretrained(tmp_path / "m")([[2, 5, 3]])

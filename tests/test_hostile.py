@@ -179,7 +179,7 @@ def test_config_asking_for_more_layers_than_stored(tmp_path):
 # Properties: anything at all, or a valid file with random damage
 # ---------------------------------------------------------------------------------------------------------------
 
-PROPERTY = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture],
+PROPERTY = settings(max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture],
                     derandomize=True)
 REFERENCE_OUT = None
 

@@ -25,7 +25,7 @@ from minibert.tokenizer import read_vocab
 from minibert.weights import STORED_DTYPES, checked_relative_path, read_safetensors
 from wild import BASE
 
-PROPERTY = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture],
+PROPERTY = settings(max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture],
                     derandomize=True)
 
 # JSON values a hostile file may hold where a number, string or object is expected.

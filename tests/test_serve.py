@@ -490,3 +490,29 @@ def test_openai_client(server, encoder):
     assert len(cut.data[0].embedding) == 5
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model=NAME, input=[])
+
+
+def test_a_client_trickling_its_body_does_not_hold_shutdown(monkeypatch):
+    """A request still arriving after the grace period is cut off: shutdown ends, whatever the client does."""
+    import socket as socketlib
+    import time as timelib
+    from minibert import serve
+    monkeypatch.setattr(serve, "STOP_GRACE", 0.5)
+    server = serve.Server(serve.Service("stand-in"), "127.0.0.1", 0).start()
+    host, port = server.httpd.server_address[:2]
+    client = socketlib.create_connection((host, port), timeout=5)
+    client.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 1000\r\n\r\n{")
+    timelib.sleep(0.2)
+    started = timelib.monotonic()
+    stopper = threading.Thread(target=server.stop, daemon=True)
+    stopper.start()
+    while stopper.is_alive() and timelib.monotonic() - started < 10:
+        try:
+            client.sendall(b" ")
+        except OSError:
+            break
+        timelib.sleep(0.1)
+    stopper.join(timeout=5)
+    client.close()
+    assert not stopper.is_alive() and timelib.monotonic() - started < 5
