@@ -22,11 +22,14 @@ float32; weights are stored as PyTorch's Linear stores them, (out, in), so a den
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Tuple
 
 import numpy as np
 
-from .params import EncoderWeights, LayerWeights, Linear, Norm
+from .params import EmbeddingWeights, EncoderWeights, LayerWeights, Linear, Norm
+
+if TYPE_CHECKING:  # config.py reads ACTIVATIONS from here: the name only, for the annotations
+    from .config import BertConfig
 
 Array = np.ndarray
 
@@ -44,7 +47,7 @@ def layer_norm(x: Array, p: Norm, eps: float) -> Array:
     return centred / np.sqrt(variance + eps) * p.weight + p.bias
 
 
-def position_ids(input_ids: Array, config) -> Array:
+def position_ids(input_ids: Array, config: BertConfig) -> Array:
     """Each token's row of the position table.  (B, T) -> (B, T)
 
     BERT, DistilBERT, ELECTRA: 0, 1, 2, ... RoBERTa, XLM-R, CamemBERT and MPNet count only tokens that are not
@@ -57,7 +60,7 @@ def position_ids(input_ids: Array, config) -> Array:
     return np.cumsum(real, axis=1) * real + config.pad_token_id
 
 
-def embeddings(input_ids: Array, token_type_ids: Array, positions: Array, w, eps: float) -> Array:
+def embeddings(input_ids: Array, token_type_ids: Array, positions: Array, w: EmbeddingWeights, eps: float) -> Array:
     """Each token starts as the sum of what it is, which segment it is in (not in DistilBERT, MPNet) and where it
     stands, layer-normed; ELECTRA then projects its narrower embeddings up to H.  (B, T) ids -> (B, T, H)"""
     x = w.word[input_ids]  # (B, T, E)
@@ -145,7 +148,7 @@ def feed_forward(x: Array, w: LayerWeights, hidden_act: str) -> Array:
     return linear(ACTIVATIONS[hidden_act](linear(x, w.intermediate)), w.output)  # (B, T, I) in between
 
 
-def encoder_layer(x: Array, w: LayerWeights, bias: Array, config) -> Tuple[Array, Array]:
+def encoder_layer(x: Array, w: LayerWeights, bias: Array, config: BertConfig) -> Tuple[Array, Array]:
     """One transformer layer: attention then feed-forward, each added to its input and layer-normed ("post-LN").
     x: (B, T, H) -> (B, T, H), plus the attention probabilities (B, N, T, T)."""
     a, probs = self_attention(x, w, bias, config.num_attention_heads)  # (B, T, H)
@@ -199,7 +202,7 @@ def attention_bias(attention_mask: Array, w: EncoderWeights) -> Array:
 # ----------------------------------------------------------------------------------------------------------------
 
 def forward(input_ids: Array, attention_mask: Array, token_type_ids: Array, w: EncoderWeights,
-            config) -> Tuple[List[Array], List[Array]]:
+            config: BertConfig) -> Tuple[List[Array], List[Array]]:
     """The encoder on checked (B, T) int64 ids, 0/1 mask and token types. Returns the L + 1 hidden states
     (B, T, H), the embeddings then each layer's output, and the L attention probabilities (B, N, T, T).
     (`pooler` then reads the last hidden state.)"""
