@@ -39,6 +39,7 @@ from minibert import (DEFAULT_MODEL, BertForMaskedLM, BertModel, InputError, Min
 from minibert import wic
 from minibert.errors import MissingHeadError
 from minibert.io import atomic_output
+from minibert.retrieval import unit
 from minibert.contextual import WordLocation, find_word, locate
 
 if TYPE_CHECKING:
@@ -236,9 +237,7 @@ class Report:
 
 def cosine_matrix(vectors: Array) -> Array:
     """(..., S, D) -> (..., S, S) cosine similarities, in float64; 0 for a zero vector (as explain's cosine)."""
-    v = vectors.astype(np.float64)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    v = unit(vectors)
     return v @ np.swapaxes(v, -1, -2)
 
 

@@ -61,6 +61,7 @@ from . import model as M
 from .io import atomic_output, check_output
 from .modeling import BertForMaskedLM, BertModel
 from .params import LayerWeights
+from .retrieval import unit
 from .tokenizer import Tokenizer
 
 Array = np.ndarray
@@ -136,8 +137,7 @@ class Explanation:
 
 def cosine(a: Array, b: Array) -> float:
     """Cosine similarity of two vectors (0 when either is zero).  a, b: (H,)"""
-    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / denominator if denominator > 0 else 0.0
+    return float(unit(a) @ unit(b))
 
 
 def word_row(x: Array, tokens: Sequence[int]) -> Array:

@@ -33,6 +33,14 @@ def normalize(vectors: Array) -> Array:
     return (v / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def unit(vectors) -> Array:
+    """Each vector (the last axis) scaled to length 1, in float64; a zero vector stays zero, so its cosine with
+    anything is 0. The one cosine helper of the analysis code (explain, compare.py, WiC).  (..., P) -> (..., P)"""
+    v = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Similarity functions: sentence-transformers' similarity_fn_name values
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 from .contextual import locate, word_vectors
 from .errors import InputError
 from .modeling import BertModel
+from .retrieval import unit
 from .tokenizer import Tokenizer
 
 Array = np.ndarray
@@ -190,12 +191,7 @@ def pair_cosines(model: BertModel, tokenizer: Tokenizer, pairs: WicPairs, batch_
     except InputError:
         raise _unlocatable(tokenizer, pairs) from None
     n = len(pairs.labels)
-    a, b = vectors[:n].astype(np.float64), vectors[n:].astype(np.float64)  # (N, L + 1, H) each
-    dots, norm_a, norm_b = (a * b).sum(-1), np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
-    cosines = np.zeros_like(dots)  # 0 for a zero vector, as explain's cosine
-    some = (norm_a > 0) & (norm_b > 0)
-    cosines[some] = dots[some] / norm_a[some] / norm_b[some]
-    return cosines
+    return (unit(vectors[:n]) * unit(vectors[n:])).sum(-1)  # (N, L + 1, H) each -> (N, L + 1)
 
 
 def _unlocatable(tokenizer: Tokenizer, pairs: WicPairs) -> WicError:
