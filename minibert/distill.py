@@ -39,7 +39,7 @@ from tokenizers import Tokenizer as _RustTokenizer
 from .encoder import SentenceEncoder, pool, read_layout
 from .errors import InputError, MinibertError, OutputError, shown
 from .hub import DEFAULT_MODEL, resolve_model_dir
-from .io import _file_mode, _signals_raise, open_input, parse_json, progress, read_texts
+from .io import file_mode, signals_raise, open_input, parse_json, progress, read_texts
 from .static import LAYOUTS
 
 Array = np.ndarray
@@ -198,7 +198,7 @@ def write_folder(output: Path, embeddings: Array, tokenizer_json: str, config: d
     """Write the three files into a temp folder beside `output`, fsync them, and rename it into place (a previous
     distillation there is moved aside first, then removed). On any error, nothing is left behind."""
     check_destination(output)
-    with _signals_raise():
+    with signals_raise():
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
         except OSError as e:
@@ -207,7 +207,7 @@ def write_folder(output: Path, embeddings: Array, tokenizer_json: str, config: d
             save_file({"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32)}, tmp / OUTPUT_FILES[0])
             (tmp / OUTPUT_FILES[1]).write_text(tokenizer_json, encoding="utf-8")
             (tmp / OUTPUT_FILES[2]).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-            mode = _file_mode()
+            mode = file_mode()
             for name in OUTPUT_FILES:
                 os.chmod(tmp / name, mode)  # save_file's file is private
                 fd = os.open(tmp / name, os.O_RDONLY)

@@ -204,7 +204,7 @@ def check_output(path: PathLike, inputs: Inputs = (), option: str = "--output") 
     return target
 
 
-def _file_mode() -> int:
+def file_mode() -> int:
     """The permissions an ordinary new file gets under the current umask (read without a race: os.umask is
     process-wide, so the /proc value is preferred when there is one)."""
     try:
@@ -219,7 +219,7 @@ def _file_mode() -> int:
 
 
 @contextmanager
-def _signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[None]:
     """SIGTERM raises SystemExit while a temp file is open (SIGINT already raises KeyboardInterrupt), so that
     the cleanup runs. Only in the main thread, and only when nobody else handles SIGTERM."""
     if threading.current_thread() is not threading.main_thread() or \
@@ -243,14 +243,14 @@ def atomic_output(path: PathLike, *, inputs: Inputs = (), option: str = "--outpu
     when the block ends, with the permissions of any ordinary file. On an error, SIGINT or SIGTERM the temp file
     is removed and `path` is untouched. See check_output for what is refused."""
     target = check_output(path, inputs, option)
-    with _signals_raise():
+    with signals_raise():
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         except OSError as e:
             raise OutputError(f"{option} {path}: cannot create a file in {target.parent} ({e.strerror})") from None
         try:
             with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), _file_mode())  # mkstemp's file is private
+                os.fchmod(f.fileno(), file_mode())  # mkstemp's file is private
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
