@@ -27,8 +27,10 @@ def threads() -> int:
     return int(os.environ.get("BENCH_THREADS") or os.cpu_count() or 1)
 
 
-def thread_env(n: int) -> Dict[str, str]:
+def thread_env(n: int, side: str = "") -> Dict[str, str]:
     env = dict(os.environ)
+    if side == OWN_KERNELS:
+        env.pop("OPENBLAS_CORETYPE", None)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIBERT_NUM_THREADS"):
         env[var] = str(n)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -38,37 +40,28 @@ def thread_env(n: int) -> Dict[str, str]:
 
 
 def machine_line() -> str:
-    """CPU model, cores, BLAS (from numpy.show_config), NumPy and Python versions."""
+    """CPU model, cores, BLAS (which kernels, and whether OPENBLAS_CORETYPE holds them back), NumPy, Python."""
     import numpy as np
+    from minibert import blas
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    blas = "unknown BLAS"
-    try:
-        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{info.get('name')} {info.get('version')}"
-        corename = _openblas_corename()
-        if corename:
-            blas += f" (kernel {corename})"
-    except Exception:  # show_config's layout is not a stable API; the line is informative only
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {blas}, NumPy {np.__version__}, Python {platform.python_version()}, "
+    return (f"{cpu} ({blas.cpu_isa() or 'ISA unknown'}), {os.cpu_count()} cores, {blas.describe()}, "
+            f"NumPy {np.__version__}, Python {platform.python_version()}, "
             f"load average {os.getloadavg()[0]:.1f} at start")
 
 
-def _openblas_corename() -> Optional[str]:
-    import ctypes
-    from minibert.fast import _loaded_libraries
-    for path in _loaded_libraries("openblas"):
-        lib = ctypes.CDLL(path)
-        for name in ("openblas_get_corename", "scipy_openblas_get_corename64_"):
-            if hasattr(lib, name):
-                getattr(lib, name).restype = ctypes.c_char_p
-                return getattr(lib, name)().decode()
-    return None
+OWN_KERNELS = "minibert-own-kernels"  # the minibert side again, with OPENBLAS_CORETYPE removed from its environment
+
+
+def minibert_sides() -> List[str]:
+    """minibert as this environment runs it, and, when OPENBLAS_CORETYPE holds OpenBLAS below this CPU, minibert
+    with OpenBLAS's own choice of kernels too: both are what a user of this machine may get."""
+    from minibert import blas
+    return ["minibert"] + ([OWN_KERNELS] if blas.pinned_kernels() else [])
 
 
 def have(*modules: str) -> Optional[str]:
@@ -87,7 +80,7 @@ class Worker:
         self.side = side
         self.proc = subprocess.Popen([sys.executable, str(script), "--worker", side, *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=thread_env(n_threads), cwd=str(REPO))
+                                     env=thread_env(n_threads, side), cwd=str(REPO))
         self.ready = self._read()  # the worker's first line: what it loaded, its thread count
 
     def ask(self, job: dict) -> dict:

@@ -15,7 +15,8 @@ from typing import Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import main as bench_main, Worker, alternate, have, serve, threads, time_calls  # noqa: E402
+from _harness import (OWN_KERNELS, main as bench_main, Worker, alternate, have, minibert_sides, serve, threads,  # noqa: E402
+                      time_calls)
 
 SHAPES = {"minilm": [(1, 16), (32, 64), (128, 32)], "bert-base": [(1, 128), (8, 128), (32, 128)]}
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -105,7 +106,7 @@ def worker(side: str, models: dict) -> None:
     def load(name):
         if name not in loaded:
             path = models[name]
-            if side == "minibert":
+            if side.startswith("minibert"):
                 from minibert import BertModel
                 m = BertModel.from_pretrained(path)
                 loaded[name] = lambda ids, mask: m(ids, attention_mask=mask)
@@ -160,10 +161,12 @@ def run(rounds: int = 5, reps: int = 5, only=None) -> dict:
         paths[name]["pytorch"] = paths[name]["minibert"]
         if not missing_ort and "onnxruntime" in os.environ.get("BENCH_SIDES", "onnxruntime"):
             paths[name]["onnxruntime"] = str(export_onnx(Path(paths[name]["minibert"]), folder / f"{name}.onnx"))
-    sides = ["minibert"] + ([] if missing_torch else ["pytorch"]) + ([] if missing_ort else ["onnxruntime"])
-    sides = [s for s in sides if s in os.environ.get("BENCH_SIDES", ",".join(sides)).split(",")]
+    ours = minibert_sides()
+    sides = ours + ([] if missing_torch else ["pytorch"]) + ([] if missing_ort else ["onnxruntime"])
+    sides = [s for s in sides if s in os.environ.get("BENCH_SIDES", ",".join(sides)).split(",") or s in ours]
     script = Path(__file__).resolve()
-    workers = [Worker(script, s, [json.dumps({k: v.get(s) for k, v in paths.items()})], n) for s in sides]
+    workers = [Worker(script, s, [json.dumps({k: v.get("minibert" if s in ours else s) for k, v in paths.items()})],
+                      n) for s in sides]
     try:
         for name, shapes in SHAPES.items():
             if only and name != only:
@@ -180,27 +183,34 @@ def run(rounds: int = 5, reps: int = 5, only=None) -> dict:
         for w in workers:
             w.close()
         tmp.cleanup()
-    return {"rows": rows, "notes": notes, "threads": n}
+    return {"rows": rows, "notes": notes, "threads": n, "minibert_sides": ours}
+
+
+REFERENCES = ("pytorch", "onnxruntime")
 
 
 def format_row(row: dict) -> str:
     tps = row["tokens_per_s"]
     parts = [f"{row['model']:<9} B={row['B']:<3} T={row['T']:<3}"] + [f"{s} {v:9.0f} tok/s" for s, v in tps.items()]
-    for ref in ("pytorch", "onnxruntime"):
-        if ref in tps:
-            parts.append(f"x{tps['minibert'] / tps[ref]:.2f} vs {ref}")
+    for ours in (s for s in tps if s.startswith("minibert")):
+        parts += [f"{ours} x{tps[ours] / tps[ref]:.2f} vs {ref}" for ref in REFERENCES if ref in tps]
     return "  ".join(parts)
 
 
 def markdown(result: dict) -> str:
-    lines = ["| model | B | T | minibert tok/s | PyTorch tok/s | onnxruntime tok/s | vs PyTorch | vs onnxruntime |",
-             "|---|---|---|---|---|---|---|---|"]
+    """One column of tokens/s per side, then each minibert side's ratio to each reference."""
+    ours = result.get("minibert_sides", ["minibert"])
+    label = {"minibert": "minibert", OWN_KERNELS: "minibert, OpenBLAS's own kernels", "pytorch": "PyTorch",
+             "onnxruntime": "onnxruntime"}
+    ratios = [(o, r) for o in ours for r in REFERENCES]
+    head = [label[s] + " tok/s" for s in [*ours, *REFERENCES]] + \
+        [f"{'' if o == 'minibert' else 'own kernels '}vs {label[r]}" for o, r in ratios]
+    lines = ["| model | B | T | " + " | ".join(head) + " |", "|---" * (3 + len(head)) + "|"]
     for r in result["rows"]:
         t = r["tokens_per_s"]
-        cell = lambda s: f"{t[s]:,.0f}" if s in t else "-"  # noqa: E731
-        ratio = lambda s: f"**{t['minibert'] / t[s]:.2f}x**" if s in t else "-"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['B']} | {r['T']} | {cell('minibert')} | {cell('pytorch')} | "
-                     f"{cell('onnxruntime')} | {ratio('pytorch')} | {ratio('onnxruntime')} |")
+        cells = [f"{t[s]:,.0f}" if s in t else "-" for s in [*ours, *REFERENCES]] + \
+            [f"**{t[o] / t[ref]:.2f}x**" if ref in t and o in t else "-" for o, ref in ratios]
+        lines.append(f"| {r['model']} | {r['B']} | {r['T']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [f"\n{n}" for n in result["notes"]])
 
 

@@ -1,5 +1,6 @@
-"""Threads and memory for the fast path: OpenBLAS's thread count, a pool that runs one group of sequences per
-core, and the C allocator's handling of the forward pass's large temporary arrays.
+"""Threads, kernels and memory for the fast path: OpenBLAS's thread count, a pool that runs one group of
+sequences per core, which of OpenBLAS's kernel sets is running, and the C allocator's handling of the forward
+pass's large temporary arrays.
 
 NumPy gives no handle on its BLAS's threads, so the count is set through OpenBLAS's own C functions, found in
 the library NumPy loaded (no dependency). OpenBLAS's count is process-wide: `single_threaded` sets it to 1 only
@@ -12,6 +13,7 @@ import ctypes
 import glob
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional
@@ -33,6 +35,7 @@ class _OpenBLAS:
         self.lock = threading.RLock()
         self.get: Optional[Callable[[], int]] = None
         self.set: Optional[Callable[[int], None]] = None
+        self.corename: Optional[str] = None
         for path in _loaded_libraries("openblas"):
             try:
                 lib = ctypes.CDLL(path)
@@ -44,6 +47,10 @@ class _OpenBLAS:
                     self.set, self.get = getattr(lib, set_name), getattr(lib, get_name)
                     self.set.argtypes, self.set.restype = [ctypes.c_int], None
                     self.get.argtypes, self.get.restype = [], ctypes.c_int
+                    corename = getattr(lib, set_name.replace("set_num_threads", "get_corename"), None)
+                    if corename is not None:
+                        corename.argtypes, corename.restype = [], ctypes.c_char_p
+                        self.corename = (corename() or b"").decode(errors="replace") or None
                     return
 
     @property
@@ -78,6 +85,69 @@ def _openblas() -> _OpenBLAS:
 def controllable() -> bool:
     """Whether minibert can set the BLAS's thread count (NumPy's wheels ship an OpenBLAS it can)."""
     return _openblas().available
+
+
+# OpenBLAS's kernel sets (its DYNAMIC_ARCH core names for x86-64) -> the widest vector instructions they use.
+KERNEL_ISA = {"SapphireRapids": "AVX-512", "Cooperlake": "AVX-512", "SkylakeX": "AVX-512", "Haswell": "AVX2",
+              "Zen": "AVX2", "Excavator": "AVX2", "Sandybridge": "AVX", "Bulldozer": "AVX", "Piledriver": "AVX",
+              "Steamroller": "AVX"}
+ISA_ORDER = ("SSE", "AVX", "AVX2", "AVX-512")
+_PINNED_WARNED = False
+
+
+class KernelWarning(UserWarning):
+    """OpenBLAS runs kernels for an older CPU than this one because OPENBLAS_CORETYPE says so."""
+
+
+def kernels() -> Optional[str]:
+    """The kernel set OpenBLAS chose at start-up ("SkylakeX", "Haswell", ...), or None where unknown."""
+    return _openblas().corename
+
+
+def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """The widest of ISA_ORDER this CPU runs, from its flags (Linux x86-64), else None.  AVX-512 counts only with
+    the F, DQ, BW and VL parts that OpenBLAS's SkylakeX kernels use."""
+    try:
+        with open(cpuinfo) as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return None
+    if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags:
+        return "AVX-512"
+    if {"avx2", "fma"} <= flags:
+        return "AVX2"
+    return "AVX" if "avx" in flags else "SSE"
+
+
+def pinned_kernels() -> Optional[str]:
+    """Why matrix products are slower than this CPU allows, if OPENBLAS_CORETYPE holds OpenBLAS to the kernels of
+    an older CPU (OpenBLAS reads it once, when NumPy loads it); None otherwise."""
+    forced, core, cpu = os.environ.get("OPENBLAS_CORETYPE"), kernels(), cpu_isa()
+    if not forced or core not in KERNEL_ISA or cpu is None or \
+            ISA_ORDER.index(KERNEL_ISA[core]) >= ISA_ORDER.index(cpu):
+        return None
+    return (f"OPENBLAS_CORETYPE={forced} holds OpenBLAS to its {core} kernels ({KERNEL_ISA[core]}) on a CPU with "
+            f"{cpu}: matrix products run up to 2x slower (1.9x measured on an AVX-512 AMD EPYC). Unset it before "
+            f"Python starts to let OpenBLAS choose this CPU's own kernels.")
+
+
+def warn_pinned_kernels() -> None:
+    """`pinned_kernels`' message as a KernelWarning, once per process (a model's first forward calls it)."""
+    global _PINNED_WARNED
+    if not _PINNED_WARNED:
+        _PINNED_WARNED = True
+        message = pinned_kernels()
+        if message:
+            warnings.warn(message, KernelWarning, stacklevel=2)
+
+
+def describe() -> str:
+    """The BLAS as `minibert info` and the benchmarks print it: "OpenBLAS, SkylakeX kernels, 2 threads"."""
+    if not controllable():
+        return "not OpenBLAS (threads and kernels not controlled by minibert)"
+    line = f"OpenBLAS, {kernels() or 'unknown'} kernels, {num_threads()} threads"
+    pinned = pinned_kernels()
+    return line + (f" (held by OPENBLAS_CORETYPE; this CPU has {cpu_isa()})" if pinned else "")
 
 
 def num_threads() -> int:

@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from . import distributed, explain, serve
+from . import blas, distributed, explain, serve
 from .distill import DEFAULT_DIM, WEIGHTINGS, distill
 from .encoder import LONG_INPUTS, SentenceEncoder
 from .errors import InputError, MinibertError, MissingHeadError
@@ -163,6 +163,7 @@ def model_info(encoder: SentenceEncoder) -> dict:
         "embedding_dimension": encoder.get_sentence_embedding_dimension(),
         "sentence_transformers_layout": encoder.layout.sentence_transformers,
         **settings, "do_lower_case": lowercases(encoder),
+        "blas": blas.describe(),
         "config": encoder.model.config.to_dict(),
     }
 

@@ -83,6 +83,7 @@ class BertModel:
         Every tensor is checked for NaN and infinity here except the word table, whose rows are checked as they
         are looked up (`_check_rows`): scanning XLM-R's 768 MB table would read all of it from disk."""
         blas.keep_freed_memory()
+        blas.warn_pinned_kernels()
         arrays = {}
         for name, t in self.tensors.items():
             arrays[name] = to_float32(t)

@@ -2,6 +2,7 @@
 precision at every real token, zeros at padding, the same vector for a sentence alone or in any batch."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -278,3 +279,70 @@ def test_num_threads_refuses_what_is_not_a_count(monkeypatch):
         monkeypatch.setenv("MINIBERT_NUM_THREADS", bad)
         with pytest.raises(InputError, match="MINIBERT_NUM_THREADS=.*expected a positive integer"):
             blas.num_threads()
+
+
+# ---- which OpenBLAS kernels run, and the warning when OPENBLAS_CORETYPE holds them below the CPU ----
+
+CPUINFO = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {}\n\nprocessor\t: 1\n"
+
+
+def _cpuinfo(tmp_path, flags: str) -> str:
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO.format(flags))
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, isa", [
+    ("fpu sse sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl avx512cd", "AVX-512"),
+    ("fpu sse sse2 avx avx2 fma avx512f", "AVX2"),  # AVX-512F alone is not what SkylakeX kernels need
+    ("fpu sse sse2 avx avx2 fma", "AVX2"),
+    ("fpu sse sse2 avx", "AVX"),
+    ("fpu sse sse2", "SSE"),
+])
+def test_cpu_isa_from_flags(tmp_path, flags, isa):
+    assert blas.cpu_isa(_cpuinfo(tmp_path, flags)) == isa
+
+
+def test_cpu_isa_unreadable_is_none(tmp_path):
+    assert blas.cpu_isa(str(tmp_path / "missing")) is None
+    (tmp_path / "odd").write_text("no flags here\n")
+    assert blas.cpu_isa(str(tmp_path / "odd")) is None
+
+
+@pytest.mark.parametrize("forced, core, cpu, warns", [
+    ("Haswell", "Haswell", "AVX-512", True),
+    ("Zen", "Haswell", "AVX-512", True),
+    ("Sandybridge", "Sandybridge", "AVX2", True),
+    ("SkylakeX", "SkylakeX", "AVX-512", False),   # held, but to this CPU's best
+    (None, "Haswell", "AVX-512", False),          # OpenBLAS's own choice: not the environment's doing
+    ("Haswell", "Haswell", "AVX2", False),
+    ("Haswell", "Haswell", None, False),          # CPU unknown: say nothing rather than guess
+    ("Haswell", None, "AVX-512", False),          # not an OpenBLAS that names its kernels
+    ("Haswell", "SomeFutureCore", "AVX-512", False),
+])
+def test_pinned_kernels_warns_only_when_the_environment_holds_them_below_the_cpu(monkeypatch, forced, core, cpu,
+                                                                                 warns):
+    if forced is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", forced)
+    monkeypatch.setattr(blas, "kernels", lambda: core)
+    monkeypatch.setattr(blas, "cpu_isa", lambda: cpu)
+    monkeypatch.setattr(blas, "_PINNED_WARNED", False)
+    message = blas.pinned_kernels()
+    assert (message is not None) == warns
+    if warns:
+        assert f"OPENBLAS_CORETYPE={forced}" in message and core in message and cpu in message
+        with pytest.warns(blas.KernelWarning, match="^OPENBLAS_CORETYPE"):  # the start conftest's filter matches
+            blas.warn_pinned_kernels()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            blas.warn_pinned_kernels()  # once per process
+        assert "held by OPENBLAS_CORETYPE" in blas.describe() or not blas.controllable()
+
+
+def test_kernels_are_named_where_openblas_says():
+    if not blas.controllable():
+        pytest.skip("NumPy's BLAS is not an OpenBLAS minibert can see")
+    assert blas.kernels()  # scipy-openblas and OpenBLAS both export get_corename
+    assert blas.kernels() in blas.describe()
