@@ -150,6 +150,19 @@ def describe() -> str:
     return line + (f" (held by OPENBLAS_CORETYPE; this CPU has {cpu_isa()})" if pinned else "")
 
 
+def l2_cache_bytes(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """The size of one core's level-2 cache (Linux sysfs), else 1 MiB."""
+    for index in sorted(glob.glob(os.path.join(cpu, "index*"))):
+        try:
+            with open(os.path.join(index, "level")) as level, open(os.path.join(index, "size")) as size:
+                if level.read().strip() == "2":
+                    text = size.read().strip().upper()
+                    return int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1:], 0)
+        except (OSError, ValueError):
+            continue
+    return 1 << 20
+
+
 def num_threads() -> int:
     """Threads the fast path uses: MINIBERT_NUM_THREADS if set, else the cores this process may run on.
     With 1, the BLAS is kept to one thread too."""

@@ -346,3 +346,24 @@ def test_kernels_are_named_where_openblas_says():
         pytest.skip("NumPy's BLAS is not an OpenBLAS minibert can see")
     assert blas.kernels()  # scipy-openblas and OpenBLAS both export get_corename
     assert blas.kernels() in blas.describe()
+
+
+def test_l2_cache_size_from_sysfs(tmp_path):
+    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"),
+                                             (3, "Unified", "32M")]):
+        index = tmp_path / f"index{i}"
+        index.mkdir()
+        (index / "level").write_text(f"{level}\n")
+        (index / "type").write_text(f"{kind}\n")
+        (index / "size").write_text(f"{size}\n")
+    assert blas.l2_cache_bytes(str(tmp_path)) == 2 << 20
+    assert blas.l2_cache_bytes(str(tmp_path / "missing")) == 1 << 20  # no sysfs: a common size
+
+
+@pytest.mark.parametrize("tile", [1, 100, 1536 * 7 + 3, 10 ** 8])
+def test_activation_tiles_change_nothing(monkeypatch, minilm, tile):
+    """The activation is element-wise: any tile size (down to one row) gives the same bits."""
+    ids = np.random.default_rng(3).integers(1000, 20000, (3, 40))
+    expected = minilm(ids).last_hidden_state
+    monkeypatch.setattr(fast, "ACT_TILE", tile)
+    np.testing.assert_array_equal(minilm(ids).last_hidden_state, expected)
