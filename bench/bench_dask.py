@@ -107,7 +107,10 @@ def main() -> None:
         cluster = run(CLUSTER, str(corpus), str(tiny), str(args.workers), str(args.repeats))
     n = len(texts)
     overhead = (cluster["tiny_200"] - cluster["tiny_1"]) / 199
-    print(f"{n} STS-B sentences, all-MiniLM-L6-v2, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _harness import machine_line
+    print(machine_line())
+    print(f"{n} STS-B sentences, all-MiniLM-L6-v2, load average {os.getloadavg()[0]:.1f} at the end, "
           f"medians of {args.repeats}\n")
     print("| run | wall s | sentences/s | CPU s | sentences per CPU-second |\n|---|---:|---:|---:|---:|")
     for label, r in [("one process, all cores", single), ("one process, one thread (per core)", one_thread),
