@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -132,13 +133,23 @@ def pinned_kernels() -> Optional[str]:
 
 
 def warn_pinned_kernels() -> None:
-    """`pinned_kernels`' message as a KernelWarning, once per process (a model's first forward calls it)."""
+    """`pinned_kernels`' message as a KernelWarning, once per process (the fast path's first forward calls it),
+    pointing at the caller's line."""
     global _PINNED_WARNED
     if not _PINNED_WARNED:
         _PINNED_WARNED = True
         message = pinned_kernels()
         if message:
-            warnings.warn(message, KernelWarning, stacklevel=2)
+            warnings.warn(message, KernelWarning, stacklevel=_caller_outside_package())
+
+
+def _caller_outside_package() -> int:
+    """The stacklevel at which a warning raised by this module's caller points at the first frame outside
+    minibert: the user's line that led to it, not minibert's internals."""
+    package, level, frame = os.path.dirname(os.path.abspath(__file__)), 2, sys._getframe(2)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def describe() -> str:

@@ -83,7 +83,6 @@ class BertModel:
         Every tensor is checked for NaN and infinity here except the word table, whose rows are checked as they
         are looked up (`_check_rows`): scanning XLM-R's 768 MB table would read all of it from disk."""
         blas.keep_freed_memory()
-        blas.warn_pinned_kernels()
         arrays = {}
         for name, t in self.tensors.items():
             arrays[name] = to_float32(t)
@@ -117,6 +116,7 @@ class BertModel:
             hidden = [h * mask[:, :, None].astype(np.float32) for h in hidden]  # zeros at padding, as on the fast path
             pooled = model.pooler(hidden[-1], w.pooler) if w.pooler is not None else None
         else:
+            blas.warn_pinned_kernels()
             positions = model.position_ids(ids, self.config)
             last, packing, packed = fast.packed_forward(ids, mask, types, positions, w, self.config,
                                                         output_hidden_states=output_hidden_states)

@@ -367,3 +367,14 @@ def test_activation_tiles_change_nothing(monkeypatch, minilm, tile):
     expected = minilm(ids).last_hidden_state
     monkeypatch.setattr(fast, "ACT_TILE", tile)
     np.testing.assert_array_equal(minilm(ids).last_hidden_state, expected)
+
+
+def test_kernel_warning_points_at_the_callers_line(monkeypatch, minilm):
+    monkeypatch.setattr(blas, "pinned_kernels", lambda: "OPENBLAS_CORETYPE=Haswell holds OpenBLAS ...")
+    monkeypatch.setattr(blas, "_PINNED_WARNED", False)
+    with pytest.warns(blas.KernelWarning) as seen:
+        minilm(np.array([[101, 7592, 102]]))
+    assert seen[0].filename == __file__  # the user's line, not minibert's internals
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        minilm(np.array([[101, 7592, 102]]), path="reference")  # once per process; the reference path never warns
