@@ -64,6 +64,14 @@ def minibert_sides() -> List[str]:
     return ["minibert"] + ([OWN_KERNELS] if blas.pinned_kernels() else [])
 
 
+def side_label(side: str) -> str:
+    """How a table heads a side: the held minibert side says what holds it."""
+    from minibert import blas
+    if side == "minibert" and blas.pinned_kernels():
+        return f"minibert (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')})"
+    return {OWN_KERNELS: "minibert (OpenBLAS's own kernels)", "pytorch": "PyTorch"}.get(side, side)
+
+
 def have(*modules: str) -> Optional[str]:
     """None if every module imports, else a message naming the first missing one."""
     import importlib.util

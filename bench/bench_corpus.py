@@ -17,8 +17,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (REPO, Worker, alternate, have, machine_line, minibert_sides, serve, threads,  # noqa: E402
-                      time_calls)
+from _harness import (REPO, Worker, alternate, have, machine_line, minibert_sides, serve, side_label,  # noqa: E402
+                      threads, time_calls)
 
 MIN_COSINE = 0.99999
 BATCH = 32
@@ -108,7 +108,7 @@ def markdown(result: dict) -> str:
         return result["skipped"]
     s, st = result["sentences_per_s"], result["sentences_per_s"]["sentence-transformers"]
     return "\n".join(["| side | sentences/s | vs sentence-transformers |", "|---|---|---|"] + [
-        f"| {side} | {v:.0f} | **{v / st:.2f}x** |" for side, v in s.items()] + [
+        f"| {side_label(side)} | {v:,.0f} | **{v / st:.2f}x** |" for side, v in s.items()] + [
         f"\n{result['sentences']:,} sentences; smallest cosine to sentence-transformers' vector: "
         f"{result['min_cosine']:.7f}"])
 

@@ -15,8 +15,8 @@ from typing import Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (OWN_KERNELS, main as bench_main, Worker, alternate, have, minibert_sides, serve, threads,  # noqa: E402
-                      time_calls)
+from _harness import (main as bench_main, Worker, alternate, have, minibert_sides, serve, side_label,  # noqa: E402
+                      threads, time_calls)
 
 SHAPES = {"minilm": [(1, 16), (32, 64), (128, 32)], "bert-base": [(1, 128), (8, 128), (32, 128)]}
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -163,7 +163,8 @@ def run(rounds: int = 5, reps: int = 5, only=None) -> dict:
             paths[name]["onnxruntime"] = str(export_onnx(Path(paths[name]["minibert"]), folder / f"{name}.onnx"))
     ours = minibert_sides()
     sides = ours + ([] if missing_torch else ["pytorch"]) + ([] if missing_ort else ["onnxruntime"])
-    sides = [s for s in sides if s in os.environ.get("BENCH_SIDES", ",".join(sides)).split(",") or s in ours]
+    wanted = os.environ.get("BENCH_SIDES", ",".join(sides)).split(",")
+    sides = [s for s in sides if s in wanted or (s in ours and "minibert" in wanted)]  # "minibert": both ways
     script = Path(__file__).resolve()
     workers = [Worker(script, s, [json.dumps({k: v.get("minibert" if s in ours else s) for k, v in paths.items()})],
                       n) for s in sides]
@@ -200,11 +201,9 @@ def format_row(row: dict) -> str:
 def markdown(result: dict) -> str:
     """One column of tokens/s per side, then each minibert side's ratio to each reference."""
     ours = result.get("minibert_sides", ["minibert"])
-    label = {"minibert": "minibert", OWN_KERNELS: "minibert, OpenBLAS's own kernels", "pytorch": "PyTorch",
-             "onnxruntime": "onnxruntime"}
     ratios = [(o, r) for o in ours for r in REFERENCES]
-    head = [label[s] + " tok/s" for s in [*ours, *REFERENCES]] + \
-        [f"{'' if o == 'minibert' else 'own kernels '}vs {label[r]}" for o, r in ratios]
+    head = [side_label(s) + " tok/s" for s in [*ours, *REFERENCES]] + \
+        [f"{side_label(o)} vs {side_label(r)}" for o, r in ratios]
     lines = ["| model | B | T | " + " | ".join(head) + " |", "|---" * (3 + len(head)) + "|"]
     for r in result["rows"]:
         t = r["tokens_per_s"]

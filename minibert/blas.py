@@ -37,6 +37,7 @@ class _OpenBLAS:
         self.get: Optional[Callable[[], int]] = None
         self.set: Optional[Callable[[int], None]] = None
         self.corename: Optional[str] = None
+        self.version: Optional[str] = None  # "OpenBLAS 0.3.31.188.0", from get_config
         for path in _loaded_libraries("openblas"):
             try:
                 lib = ctypes.CDLL(path)
@@ -52,6 +53,10 @@ class _OpenBLAS:
                     if corename is not None:
                         corename.argtypes, corename.restype = [], ctypes.c_char_p
                         self.corename = (corename() or b"").decode(errors="replace") or None
+                    config = getattr(lib, set_name.replace("set_num_threads", "get_config"), None)
+                    if config is not None:
+                        config.argtypes, config.restype = [], ctypes.c_char_p
+                        self.version = " ".join((config() or b"").decode(errors="replace").split()[:2]) or None
                     return
 
     @property
@@ -91,13 +96,15 @@ def controllable() -> bool:
 # OpenBLAS's kernel sets (its DYNAMIC_ARCH core names for x86-64) -> the widest vector instructions they use.
 KERNEL_ISA = {"SapphireRapids": "AVX-512", "Cooperlake": "AVX-512", "SkylakeX": "AVX-512", "Haswell": "AVX2",
               "Zen": "AVX2", "Excavator": "AVX2", "Sandybridge": "AVX", "Bulldozer": "AVX", "Piledriver": "AVX",
-              "Steamroller": "AVX"}
+              "Steamroller": "AVX", **dict.fromkeys(
+                  ("Nehalem", "Penryn", "Dunnington", "Core2", "Prescott", "Atom", "Barcelona", "Opteron",
+                   "Opteron_SSE3", "Bobcat", "Nano", "Katmai", "Coppermine", "Northwood", "Banias", "Athlon"), "SSE")}
 ISA_ORDER = ("SSE", "AVX", "AVX2", "AVX-512")
 _PINNED_WARNED = False
 
 
 class KernelWarning(UserWarning):
-    """OpenBLAS runs kernels for an older CPU than this one because OPENBLAS_CORETYPE says so."""
+    """OpenBLAS runs kernels for an older CPU than this one while OPENBLAS_CORETYPE is set."""
 
 
 def kernels() -> Optional[str]:
@@ -111,7 +118,7 @@ def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
     try:
         with open(cpuinfo) as f:
             flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
+    except (OSError, StopIteration, IndexError, UnicodeDecodeError):
         return None
     if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags:
         return "AVX-512"
@@ -121,15 +128,17 @@ def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
 
 
 def pinned_kernels() -> Optional[str]:
-    """Why matrix products are slower than this CPU allows, if OPENBLAS_CORETYPE holds OpenBLAS to the kernels of
-    an older CPU (OpenBLAS reads it once, when NumPy loads it); None otherwise."""
+    """Why matrix products may be slower than this CPU allows: OpenBLAS runs the kernels of an older CPU while
+    OPENBLAS_CORETYPE is set (OpenBLAS reads it once, when NumPy loads it); None otherwise. The variable is
+    usually the cause, but a build without the CPU's kernels falls back the same way, so the message says both."""
     forced, core, cpu = os.environ.get("OPENBLAS_CORETYPE"), kernels(), cpu_isa()
     if not forced or core not in KERNEL_ISA or cpu is None or \
             ISA_ORDER.index(KERNEL_ISA[core]) >= ISA_ORDER.index(cpu):
         return None
-    return (f"OPENBLAS_CORETYPE={forced} holds OpenBLAS to its {core} kernels ({KERNEL_ISA[core]}) on a CPU with "
-            f"{cpu}: matrix products run up to 2x slower (1.9x measured on an AVX-512 AMD EPYC). Unset it before "
-            f"Python starts to let OpenBLAS choose this CPU's own kernels.")
+    return (f"OPENBLAS_CORETYPE={forced} is set and OpenBLAS runs its {core} kernels ({KERNEL_ISA[core]}) on a CPU "
+            f"with {cpu}: large matrix products may run up to 2x slower (1.9x on an AMD EPYC Zen 5). Unless it was "
+            f"set on purpose (a workaround, or for the same roundings on every machine), unset it before Python "
+            f"starts to let OpenBLAS choose this CPU's own kernels.")
 
 
 def warn_pinned_kernels() -> None:
@@ -153,12 +162,17 @@ def _caller_outside_package() -> int:
 
 
 def describe() -> str:
-    """The BLAS as `minibert info` and the benchmarks print it: "OpenBLAS, SkylakeX kernels, 2 threads"."""
+    """The BLAS as `minibert info` and the benchmarks print it:
+    "OpenBLAS 0.3.31.188.0, SkylakeX kernels; minibert threads: 2"."""
     if not controllable():
         return "not OpenBLAS (threads and kernels not controlled by minibert)"
-    line = f"OpenBLAS, {kernels() or 'unknown'} kernels, {num_threads()} threads"
-    pinned = pinned_kernels()
-    return line + (f" (held by OPENBLAS_CORETYPE; this CPU has {cpu_isa()})" if pinned else "")
+    try:
+        threads = str(num_threads())
+    except InputError as e:  # a description must not fail; the forward pass reports the bad variable
+        threads = str(e)
+    pinned = f" (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}; this CPU has {cpu_isa()})" \
+        if pinned_kernels() else ""
+    return f"{_openblas().version or 'OpenBLAS'}, {kernels() or 'unknown'} kernels{pinned}; minibert threads: {threads}"
 
 
 def l2_cache_bytes(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
@@ -168,7 +182,9 @@ def l2_cache_bytes(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
             with open(os.path.join(index, "level")) as level, open(os.path.join(index, "size")) as size:
                 if level.read().strip() == "2":
                     text = size.read().strip().upper()
-                    return int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1:], 0)
+                    found = int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1:], 0)
+                    if found >= 64 << 10:  # a smaller or negative size is a misreading, not a cache
+                        return found
         except (OSError, ValueError):
             continue
     return 1 << 20

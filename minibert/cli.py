@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -463,6 +465,21 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "minibert") -> int:
     return execute(COMMANDS[args.command], args, args.command_parser)
 
 
+@contextmanager
+def environment_warnings_as_lines(prog: str) -> Iterator[None]:
+    """A KernelWarning is about the environment, not a line of code: a command prints it as "prog: warning: ..."."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, blas.KernelWarning):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+        warnings.showwarning = one_line
+        yield
+
+
 def run_command(name: str, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     """One command as a program of its own (`prog`, e.g. "compare.py explain"): its arguments only."""
     command = COMMANDS[name]
@@ -475,7 +492,8 @@ def execute(command: Command, args: argparse.Namespace, parser: argparse.Argumen
     """Carry out parsed arguments: minibert's own errors become one line on stderr and exit status 1; Ctrl-C one
     line and 130, as a shell reports SIGINT (outputs are removed by then: see minibert.io.atomic_output)."""
     try:
-        return command.run(args, parser)
+        with environment_warnings_as_lines(parser.prog):
+            return command.run(args, parser)
     except MinibertError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1

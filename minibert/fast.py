@@ -43,9 +43,10 @@ Array = np.ndarray
 
 COL_BLOCK = 512  # tokens per block (see 3. above; 256-768 measured within noise of each other, 128 and 1024+ slower)
 MIN_GEMM_WORK = 2_000_000  # O K M of the smallest product sent to the BLAS as is (see matmul)
-# Elements per tile of the activation: its ~20 passes over a tile and 3 scratch tiles of this size run from cache.
-# L2 / 8 measured best on an AMD EPYC with 1 MiB of L2 per core (+3-5 % of a MiniLM forward over no tiles; L2 / 16
-# and L2 / 4 within 1 %, L2 / 32 slower: each pass is a NumPy call, and its cost per call adds up).
+# Elements per tile of the activation (GELU's ~20 passes go tile by tile, so each pass finds the tile in cache).
+# L2 / 8 elements is L2 / 2 bytes a tile, 2 x L2 with GELU's 3 scratch tiles: found by measurement on an AMD EPYC
+# with 1 MiB of L2 per core (+3-5 % of a MiniLM forward over no tiles; L2 / 16 and L2 / 4 within 1 %, L2 / 32
+# slower: each pass is a NumPy call, and its cost per call adds up).
 ACT_TILE = blas.l2_cache_bytes() // 8
 SCORE_BLOCK = 1 << 18  # attention scores per block (1 MiB of float32): bounds memory for long sequences
 
@@ -281,7 +282,8 @@ def _dense_columns(x: Array, context: Array, w: LayerWeights, config: BertConfig
     blocks = _blocks(x.shape[1])
     n = max(c.stop - c.start for c in blocks)
     scratch_h, a_block = np.empty(H * n, dtype=np.float32), np.empty(H * n, dtype=np.float32)
-    inner = [np.empty(I * n, dtype=np.float32)] + [np.empty(min(I * n, ACT_TILE + n), dtype=np.float32)
+    # a tile is whole rows: at most ACT_TILE elements, or one row (m <= n) when a row is longer than that
+    inner = [np.empty(I * n, dtype=np.float32)] + [np.empty(min(I * n, max(ACT_TILE, n)), dtype=np.float32)
                                                    for _ in range(3)]
     for c in blocks:
         m = c.stop - c.start

@@ -5,12 +5,13 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 from conftest import ODD_MODEL, REPO, assert_batch_invariant
-from minibert import SentenceEncoder, cli
+from minibert import SentenceEncoder, blas, cli
 
 ODD = str(ODD_MODEL)
 LINES = ["The cat sat on the mat.", "", "  spaced  ", "Crème brûlée, 東京", "a much longer line " * 20]
@@ -145,6 +146,20 @@ def test_info(capsys):
     assert info["config"]["hidden_size"] == 80 and info["embedding_dimension"] == 80
     assert info["pooling"] == ["mean"] and info["normalize"] is False and info["max_seq_length"] == 256
     assert info["parameters"] == 357_631 and info["tokenizer_vocab_size"] == 3000
+    assert info["blas"] == blas.describe() and "minibert threads:" in info["blas"]  # which kernels run, and threads
+
+
+def test_a_kernel_warning_is_one_line_of_the_command(monkeypatch, tmp_path, capsys):
+    """About the environment, not a line of code: "minibert encode: warning: ...", no file:line, no source."""
+    monkeypatch.setattr(blas, "pinned_kernels", lambda: "OPENBLAS_CORETYPE=Haswell is set and ...")
+    monkeypatch.setattr(blas, "_PINNED_WARNED", False)
+    source = tmp_path / "in.txt"
+    source.write_text("one line\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", blas.KernelWarning)  # pyproject.toml ignores it for the other tests
+        assert cli.main(["encode", "--model", ODD, "--input", str(source), "--output", str(tmp_path / "o.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "minibert encode: warning: OPENBLAS_CORETYPE=Haswell is set and ...\n" in err and ".py:" not in err
 
 
 def test_info_default_model(capsys):

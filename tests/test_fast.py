@@ -303,9 +303,10 @@ def test_cpu_isa_from_flags(tmp_path, flags, isa):
     assert blas.cpu_isa(_cpuinfo(tmp_path, flags)) == isa
 
 
-def test_cpu_isa_unreadable_is_none(tmp_path):
+@pytest.mark.parametrize("content", [b"no flags here\n", b"flags without a colon\n", b"flags\t: \xff\xfe avx\n", b""])
+def test_cpu_isa_unreadable_is_none(tmp_path, content):
     assert blas.cpu_isa(str(tmp_path / "missing")) is None
-    (tmp_path / "odd").write_text("no flags here\n")
+    (tmp_path / "odd").write_bytes(content)
     assert blas.cpu_isa(str(tmp_path / "odd")) is None
 
 
@@ -313,6 +314,8 @@ def test_cpu_isa_unreadable_is_none(tmp_path):
     ("Haswell", "Haswell", "AVX-512", True),
     ("Zen", "Haswell", "AVX-512", True),
     ("Sandybridge", "Sandybridge", "AVX2", True),
+    ("Nehalem", "Nehalem", "AVX-512", True),      # older still: SSE kernels
+    ("SkylakeX", "Haswell", "AVX-512", True),     # a build without AVX-512 kernels falls back: the message says both
     ("SkylakeX", "SkylakeX", "AVX-512", False),   # held, but to this CPU's best
     (None, "Haswell", "AVX-512", False),          # OpenBLAS's own choice: not the environment's doing
     ("Haswell", "Haswell", "AVX2", False),
@@ -332,20 +335,22 @@ def test_pinned_kernels_warns_only_when_the_environment_holds_them_below_the_cpu
     message = blas.pinned_kernels()
     assert (message is not None) == warns
     if warns:
-        assert f"OPENBLAS_CORETYPE={forced}" in message and core in message and cpu in message
+        assert f"OPENBLAS_CORETYPE={forced} is set" in message and f"runs its {core} kernels" in message
+        assert cpu in message and "set on purpose" in message
         with pytest.warns(blas.KernelWarning, match="^OPENBLAS_CORETYPE"):  # the start conftest's filter matches
             blas.warn_pinned_kernels()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             blas.warn_pinned_kernels()  # once per process
-        assert "held by OPENBLAS_CORETYPE" in blas.describe() or not blas.controllable()
+        assert f"(OPENBLAS_CORETYPE={forced}; this CPU has {cpu})" in blas.describe() or not blas.controllable()
 
 
-def test_kernels_are_named_where_openblas_says():
-    if not blas.controllable():
-        pytest.skip("NumPy's BLAS is not an OpenBLAS minibert can see")
-    assert blas.kernels()  # scipy-openblas and OpenBLAS both export get_corename
-    assert blas.kernels() in blas.describe()
+def test_kernels_are_named_where_openblas_says(monkeypatch):
+    if not blas.controllable() or blas.kernels() is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS that names its kernels")
+    assert f"{blas.kernels()} kernels" in blas.describe()
+    monkeypatch.setenv("MINIBERT_NUM_THREADS", "0")  # a description never fails: it names the bad variable
+    assert "MINIBERT_NUM_THREADS='0'" in blas.describe()
 
 
 def test_l2_cache_size_from_sysfs(tmp_path):
@@ -358,6 +363,9 @@ def test_l2_cache_size_from_sysfs(tmp_path):
         (index / "size").write_text(f"{size}\n")
     assert blas.l2_cache_bytes(str(tmp_path)) == 2 << 20
     assert blas.l2_cache_bytes(str(tmp_path / "missing")) == 1 << 20  # no sysfs: a common size
+    for misread in ("-512K", "0K", "12K", "lots", ""):  # not a cache size: the common one instead
+        (tmp_path / "index2" / "size").write_text(misread)
+        assert blas.l2_cache_bytes(str(tmp_path)) == 1 << 20, misread
 
 
 @pytest.mark.parametrize("tile", [1, 100, 1536 * 7 + 3, 10 ** 8])
