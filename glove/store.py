@@ -24,8 +24,6 @@ import json
 import mmap
 import os
 import reprlib
-import shutil
-import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,28 +130,31 @@ def _encodable(word: str) -> bool:
 
 
 class TableWriter:
-    """Writes a converted folder into a temporary sibling folder and renames it into place on ``commit``.
+    """Writes a converted folder into a temporary sibling folder and renames it into place on ``commit``
+    (``minibert.io.atomic_folder``: a previous converted folder there is replaced only by a complete new one).
 
-    An interrupted or failed write leaves only the temporary folder (removed on exit), never a folder that a
-    later load would trust.
+    An interrupted or failed write, or a writer left without ``commit``, removes the temporary folder and leaves
+    ``dest`` as it was: never a folder that a later load would trust.
     """
 
     def __init__(self, dest: Path, dim: int):
+        # Imported here: `import glove` and loading a converted folder need NumPy only.
+        from minibert.io import atomic_folder
+
         self.dest = Path(dest)
         self.dim = dim
-        check_destination(self.dest)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.dest.parent / f".{self.dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir()
+        # OSError, not minibert's OutputError: what glove's callers and its command line already handle.
+        output = atomic_folder(self.dest, check=check_destination, option="", error=OSError)
+        with contextlib.ExitStack() as stack:  # a constructor that fails leaves no temporary folder
+            self.tmp = stack.enter_context(output)
+            self._vectors = stack.enter_context(open(self.tmp / "vectors.npy", "wb"))
+            self._vectors.write(b"\0" * _NPY_HEADER_BYTES)
+            self._output = stack.pop_all()  # left open until commit (renamed into place) or __exit__ (removed)
+        self._finished = False  # commit() has run: the temporary folder is in place or gone
         self.words: list[str] = []
         self._norms: list[np.ndarray] = []
         self._rows = 0
-        try:
-            self._vectors = open(self.tmp / "vectors.npy", "wb")
-            self._vectors.write(b"\0" * _NPY_HEADER_BYTES)
-        except BaseException:  # __exit__ will not run for a constructor that failed
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
 
     def add(self, words: Sequence[str], rows: np.ndarray) -> None:
         """Append ``len(words)`` rows, float32 (n, D), whose norms the caller has checked to be finite."""
@@ -199,16 +200,21 @@ class TableWriter:
             "crc32": {name: _crc32(self.tmp / name) for name in _CHECKSUMMED},
         }
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", "utf-8")
-        publish(self.tmp, self.dest)
+        self._finished = True
+        self._output.close()  # atomic_folder's block ends without an error: the folder goes into place
         return self.dest
 
     def __enter__(self) -> TableWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if not self._vectors.closed:
-            self._vectors.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._finished:
+            return
+        if exc is None:  # a caller's bug; the folder has no manifest yet, so it is removed, never put in place
+            error = RuntimeError(f"{self.dest}: TableWriter left without commit()")
+            self._output.__exit__(RuntimeError, error, None)
+            raise error
+        self._output.__exit__(exc_type, exc, tb)  # vectors.npy closed, the temporary folder removed
 
 
 def check_destination(dest: Path) -> None:
@@ -220,21 +226,6 @@ def check_destination(dest: Path) -> None:
         raise FileExistsError(f"{dest} exists and is not a folder; refusing to replace it with a converted table")
     if not is_converted_folder(dest) and any(dest.iterdir()):
         raise FileExistsError(f"{dest} exists and is not a folder converted by glove; refusing to replace it")
-
-
-def publish(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``dest``, replacing an older converted folder there.
-
-    The old folder is first moved aside (readers that already mapped its files keep working), so at no moment
-    does ``dest`` hold a mixture of old and new files.
-    """
-    check_destination(dest)  # again: something may have appeared there during the conversion
-    if dest.exists():
-        trash = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        with contextlib.suppress(FileNotFoundError):  # a concurrent writer may have moved it already
-            os.rename(dest, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(tmp, dest)
 
 
 def _crc32(path: Path) -> int:

@@ -19,15 +19,13 @@ The method, step by step (each a function below):
    cosine is unchanged (a scale). `weighting="none"` skips it.
 
 The output folder holds model.safetensors (`embeddings`, (V, dim) float32), tokenizer.json and config.json, as
-model2vec writes them; it is written in a temp folder beside it and renamed into place.
+model2vec writes them; it is written in a temp folder beside it and renamed into place (minibert.io.atomic_folder).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -39,7 +37,7 @@ from tokenizers import Tokenizer as _RustTokenizer
 from .encoder import SentenceEncoder, pool, read_layout
 from .errors import InputError, MinibertError, OutputError, shown
 from .hub import DEFAULT_MODEL, resolve_model_dir
-from .io import file_mode, signals_raise, open_input, parse_json, progress, read_texts
+from .io import atomic_folder, check_output, file_mode, open_input, parse_json, progress, read_texts
 from .static import LAYOUTS
 
 Array = np.ndarray
@@ -169,13 +167,11 @@ def extended_tokenizer(backend: _RustTokenizer, words: Sequence[str], lower: boo
 # ----------------------------------------------------------------------------------------------------------------
 
 def check_destination(output: Path) -> None:
-    """Refuse an output that is a file, or a folder holding anything but a previous distillation's files."""
+    """Refuse what check_output refuses for a folder (a file, a device, a missing parent...), and a folder
+    holding anything but a previous distillation's files."""
+    check_output(output, folder=True)
     if not output.exists():
-        if not output.parent.is_dir():
-            raise OutputError(f"--output {output}: folder {output.parent} does not exist")
         return
-    if not output.is_dir():
-        raise OutputError(f"--output {output}: is a file; expected a folder (new, empty, or a previous distillation)")
     try:
         names = sorted(p.name for p in output.iterdir())
     except OSError as e:
@@ -195,49 +191,13 @@ def _is_distillation(config_path: Path) -> bool:
 
 
 def write_folder(output: Path, embeddings: Array, tokenizer_json: str, config: dict) -> None:
-    """Write the three files into a temp folder beside `output`, fsync them, and rename it into place (a previous
-    distillation there is moved aside first, then removed). On any error, nothing is left behind."""
-    check_destination(output)
-    with signals_raise():
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
-        except OSError as e:
-            raise OutputError(f"--output {output}: cannot create a folder in {output.parent} ({e.strerror})") from None
-        try:
-            save_file({"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32)}, tmp / OUTPUT_FILES[0])
-            (tmp / OUTPUT_FILES[1]).write_text(tokenizer_json, encoding="utf-8")
-            (tmp / OUTPUT_FILES[2]).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-            mode = file_mode()
-            for name in OUTPUT_FILES:
-                os.chmod(tmp / name, mode)  # save_file's file is private
-                fd = os.open(tmp / name, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
-            os.chmod(tmp, mode | (mode & 0o444) >> 2)  # a folder: x wherever r
-            check_destination(output)  # nothing else appeared there meanwhile
-            _swap_into_place(tmp, output)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise OutputError(f"--output {output}: cannot write ({e.strerror}); nothing was written") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-
-def _swap_into_place(tmp: Path, output: Path) -> None:
-    """Rename `tmp` to `output`: over a missing or empty folder in one step; a previous distillation is renamed
-    aside, replaced, and then removed."""
-    if output.exists() and any(output.iterdir()):
-        old = output.with_name(f".{output.name}.{os.getpid()}.old")
-        os.rename(output, old)
-        try:
-            os.rename(tmp, output)
-        except BaseException:
-            os.rename(old, output)  # the previous distillation back under its name: nothing lost
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
+    """Write the three files into `output` all at once (see minibert.io.atomic_folder): a previous distillation
+    there is replaced only when the new one is complete, and on any error nothing is left behind."""
+    with atomic_folder(output, check=check_destination) as tmp:
+        save_file({"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32)}, tmp / OUTPUT_FILES[0])
+        os.chmod(tmp / OUTPUT_FILES[0], file_mode())  # save_file's file is private
+        (tmp / OUTPUT_FILES[1]).write_text(tokenizer_json, encoding="utf-8")
+        (tmp / OUTPUT_FILES[2]).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------

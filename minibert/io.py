@@ -4,6 +4,7 @@
     open_input("-" or path)                 a text / JSON-lines input, streamed once (a FIFO or <(...) works)
     read_texts(stream, label, json_lines)   its texts; a bad line is an InputError naming file:line
     atomic_output(path, inputs=...)         write to a temp file, fsync, rename: all or nothing
+    atomic_folder(path, check=...)          the same for a whole folder; a previous one is replaced only once whole
     write_npy(path, blocks, dim)            (N, dim) float32 / int8 / uint8 rows, plain writes (a full disk is an error)
     progress(total, desc, unit, show)       a tqdm bar on stderr, or nothing
     folder_lock(folder)                     one run at a time in an output folder
@@ -21,15 +22,16 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Sequence, Tuple, Type, Union
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Sequence, Set, Tuple, Type, Union
 
 import numpy as np
 
@@ -175,47 +177,77 @@ def count_lines(stream: BinaryIO, info: os.stat_result) -> Optional[int]:
 Inputs = Sequence[Tuple[str, Optional[os.stat_result]]]
 
 
-def check_output(path: PathLike, inputs: Inputs = (), option: str = "--output") -> Path:
+def check_output(path: PathLike, inputs: Inputs = (), option: str = "--output", *, folder: bool = False,
+                 error: Type[Exception] = OutputError) -> Path:
     """The real path to write `path` to (a symbolic link's target), after refusing what must not be replaced:
-    a folder, FIFO, device or anything but a regular file; one of the `inputs` ((label, stat) pairs, compared
-    by device and inode, so a hard link or another spelling of the name is caught); a missing or unwritable
-    folder."""
+    a folder, FIFO, device or anything but a regular file (with folder=True: anything but a folder); one of the
+    `inputs` ((label, stat) pairs, compared by device and inode, so a hard link or another spelling of the name
+    is caught), or for a folder, one holding an input anywhere inside (it is removed once replaced); a missing or
+    unwritable parent folder. Refusals raise `error`, naming `path` after `option` (if any)."""
+    name = _named(path, option)
     target = Path(os.path.realpath(os.fspath(path)))
     try:
         info = os.stat(target)
     except FileNotFoundError:
         info = None
     except OSError as e:
-        raise OutputError(f"{option} {path}: {e.strerror}") from None
+        raise error(f"{name}: {e.strerror}") from None
     if info is not None:
-        if stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"{option} {path}: is a folder; expected a file name")
-        if not stat.S_ISREG(info.st_mode):
-            raise OutputError(f"{option} {path}: exists and is not a regular file (a device, FIFO or socket); "
-                              "refusing to replace it")
+        if stat.S_ISREG(info.st_mode) and folder:
+            raise error(f"{name}: is a file; expected a folder")
+        if stat.S_ISDIR(info.st_mode) and not folder:
+            raise error(f"{name}: is a folder; expected a file name")
+        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+            raise error(f"{name}: exists and is not a {'folder' if folder else 'regular file'} (a device, FIFO or "
+                        "socket); refusing to replace it")
+        itself = (info.st_dev, info.st_ino)
+        replaced = _inodes_under(target) | {itself} if folder and inputs else {itself}
         for label, other in inputs:
-            if other is not None and (info.st_dev, info.st_ino) == (other.st_dev, other.st_ino):
-                raise OutputError(f"{option} {path}: is the input {label}; refusing to overwrite an input")
-    folder = target.parent
-    if not folder.is_dir():
-        raise OutputError(f"{option} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {path}: folder {folder} is not writable")
+            if other is not None and (other.st_dev, other.st_ino) in replaced:
+                verb = "is" if (other.st_dev, other.st_ino) == itself else "holds"
+                raise error(f"{name}: {verb} the input {label}; refusing to overwrite an input")
+    parent = target.parent
+    if not parent.is_dir():
+        raise error(f"{name}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise error(f"{name}: folder {parent} is not writable")
     return target
 
 
-def file_mode() -> int:
-    """The permissions an ordinary new file gets under the current umask (read without a race: os.umask is
-    process-wide, so the /proc value is preferred when there is one)."""
+def _named(path: PathLike, option: str) -> str:
+    """How a message names an output: `--output out.npy`, or the bare path for an API with no option."""
+    return f"{option} {os.fspath(path)}" if option else os.fspath(path)
+
+
+def _inodes_under(folder: Path) -> Set[Tuple[int, int]]:
+    """(device, inode) of every entry below `folder`, symbolic links not followed (removing a link loses
+    nothing)."""
+    found: Set[Tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            info = os.lstat(os.path.join(root, name))
+            found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def _cannot_write(name: str, e: OSError) -> str:
+    """The message of a write that failed: the disk being full is said in words."""
+    what = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror or str(e)
+    return f"{name}: cannot write ({what}); nothing was written"
+
+
+def file_mode(base: int = 0o666) -> int:
+    """The permissions an ordinary new file (base 0o666; a folder: 0o777) gets under the current umask (read
+    without a race: os.umask is process-wide, so the /proc value is preferred when there is one)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
+                return base & ~int(line.split()[1], 8)
     except OSError:
         pass
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return base & ~umask
 
 
 @contextmanager
@@ -247,7 +279,8 @@ def atomic_output(path: PathLike, *, inputs: Inputs = (), option: str = "--outpu
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         except OSError as e:
-            raise OutputError(f"{option} {path}: cannot create a file in {target.parent} ({e.strerror})") from None
+            raise OutputError(f"{_named(path, option)}: cannot create a file in {target.parent} ({e.strerror})") \
+                from None
         try:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), file_mode())  # mkstemp's file is private
@@ -258,11 +291,101 @@ def atomic_output(path: PathLike, *, inputs: Inputs = (), option: str = "--outpu
             os.replace(tmp, target)
         except OSError as e:
             Path(tmp).unlink(missing_ok=True)
-            what = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror
-            raise OutputError(f"{option} {path}: cannot write ({what}); nothing was written") from None
+            raise OutputError(_cannot_write(_named(path, option), e)) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+@contextmanager
+def atomic_folder(path: PathLike, *, check: Optional[Callable[[Path], None]] = None, inputs: Inputs = (),
+                  option: str = "--output", error: Type[Exception] = OutputError) -> Iterator[Path]:
+    """A new, empty temp folder beside `path` (same file system) to fill in the block; when the block ends its
+    files are fsync-ed and it is renamed to `path`. A previous folder there is renamed aside first and removed
+    only once the new one is in place, so `path` holds either all of the previous output or all of the new one.
+    On an error, SIGINT or SIGTERM the temp folder is removed and the previous output is left as it was.
+
+    check: the caller's own rule for what may be replaced (a folder of its own files, say), called with `path`
+    before the generic refusals of check_output(folder=True), on entry and again just before the rename.
+    error: the exception class for a refusal or a failed write (an OSError raised in the block becomes one too).
+    """
+    name = _named(path, option)
+
+    def refuse() -> Path:
+        if check is not None:
+            check(Path(path))
+        return check_output(path, inputs, option, folder=True, error=error)
+
+    target = refuse()
+    with signals_raise():
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        except OSError as e:
+            raise error(f"{name}: cannot create a folder in {target.parent} ({e.strerror})") from None
+        try:
+            try:
+                yield tmp
+                os.chmod(tmp, file_mode(0o777))  # mkdtemp's folder is private
+                _fsync_tree(tmp)
+            except OSError as e:
+                raise error(_cannot_write(name, e)) from None
+            refuse()  # nothing else appeared at the name meanwhile (outside the try: the caller's own error)
+            try:
+                _rename_into_place(tmp, target)
+            except OSError as e:
+                raise error(_cannot_write(name, e)) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _fsync(path: PathLike, folder: bool = False) -> None:
+    """Flush a file (or a folder's entries) to disk. A folder is best effort: some file systems cannot, and
+    that is no reason to fail a write."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if not folder:
+            raise
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every regular file and folder in `folder`, so that its data is on disk before a rename makes it the
+    output (only regular files are opened: a FIFO would block)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                _fsync(path)
+        _fsync(root, folder=True)
+
+
+def _rename_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished folder `tmp` to `target`. Over nothing or an empty folder that is one rename; a
+    previous folder is renamed aside, put back if `tmp` cannot follow, and removed only once `tmp` is in."""
+    try:
+        os.rename(tmp, target)
+        old = None
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))  # a free name
+        try:
+            os.rename(target, old)  # replaces the empty placeholder
+            os.rename(tmp, target)
+        except BaseException:
+            if not os.path.lexists(target):
+                os.rename(old, target)  # the previous output back under its name: nothing lost
+            with suppress(OSError):
+                os.rmdir(old)  # the placeholder, if still there (rmdir never removes a folder with files)
+            raise
+    _fsync(target.parent, folder=True)  # the rename is on disk before the previous output goes
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_bytes(path: PathLike, data: bytes, **options) -> None:

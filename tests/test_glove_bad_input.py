@@ -3,8 +3,10 @@ failed on the code before the fix."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import re
 import subprocess
 import sys
 import time
@@ -308,4 +310,30 @@ def test_a_writer_that_cannot_start_leaves_no_temporary_folder(tmp_path, monkeyp
     with pytest.raises(OSError, match="disk full"):
         glove.store.TableWriter(tmp_path / "dest", 3)
     monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_rename_keeps_the_previous_converted_folder(tmp_path, monkeypatch):
+    """The previous folder was removed before the new one was renamed in: a failing rename lost both."""
+    folder = glove.from_arrays(["a", "b"], [[1.0], [2.0]]).save(tmp_path / "table")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = os.rename
+
+    def rename(src, dst):
+        if ".tmp" in Path(src).name:  # the new folder cannot be moved in
+            raise OSError(errno.EIO, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match=rf"^{re.escape(str(folder))}: cannot write \(Input/output error\); nothing"):
+        glove.from_arrays(["c"], [[3.0]]).save(folder)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["table"] and list(glove.load(folder).index_to_key) == ["a", "b"]
+
+
+def test_a_writer_left_without_commit_puts_nothing_in_place(tmp_path):
+    with pytest.raises(RuntimeError, match="without commit"):
+        with glove.store.TableWriter(tmp_path / "dest", 1) as writer:
+            writer.add(["a"], np.ones((1, 1), np.float32))
     assert list(tmp_path.iterdir()) == []

@@ -1,23 +1,30 @@
 """Where an output may go: never over an input, a folder or a device; a clean error for an unwritable folder or a
-full disk; an interrupted write leaves nothing behind. Each case checks the input is intact and nothing is left."""
+full disk; an interrupted write leaves nothing behind. Each case checks the input is intact and nothing is left.
+The same for a whole output folder (atomic_folder): the previous one stays until the new one is complete."""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ODD_MODEL, REPO
 from minibert import OutputError, cli
-from minibert.io import atomic_output, write_npy
+from minibert.io import atomic_folder, atomic_output, write_npy
 
 TEXT = b"The cat sat on the mat.\nA dog barked.\n"
 
@@ -151,16 +158,21 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def interrupt_writer(writer: str, out: Path, signum: int) -> None:
+    """Run `writer` on `out` in a child, send it `signum` once it is writing, and check that it failed."""
+    process = subprocess.Popen([sys.executable, "-c", writer, str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=REPO)
+    assert process.stdout.readline() == b"writing\n"
+    assert len(list(out.parent.iterdir())) == 2  # the temp file or folder exists mid-write
+    process.send_signal(signum)
+    assert process.wait(timeout=30) != 0
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_write_leaves_nothing(tmp_path, signum):
     out = tmp_path / "out.npy"
     out.write_bytes(b"previous")
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, cwd=REPO)
-    assert process.stdout.readline() == b"writing\n"
-    assert len(list(tmp_path.iterdir())) == 2  # the temp file exists mid-write
-    process.send_signal(signum)
-    assert process.wait(timeout=30) != 0
+    interrupt_writer(WRITER, out, signum)
     assert_nothing_left(tmp_path, "out.npy")
     assert out.read_bytes() == b"previous"
 
@@ -183,3 +195,170 @@ def test_input_from_a_process_substitution(tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     assert np.load(out).shape == (3, 80)
     assert_nothing_left(tmp_path, "out.npy")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A whole folder: atomic_folder
+# ----------------------------------------------------------------------------------------------------------------
+
+PREVIOUS = {"a.txt": b"previous", "sub": None, "sub/b.bin": b"\x00\x01"}
+
+
+def tree(folder: Path) -> dict:
+    """Every entry under `folder` by relative path: a file's bytes, None for a folder."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+def fill(folder: Path, entries: dict) -> None:
+    for name, data in entries.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            path.write_bytes(data)
+
+
+@pytest.fixture
+def previous(tmp_path) -> Path:
+    out = tmp_path / "out"
+    fill(out, PREVIOUS)
+    return out
+
+
+def test_atomic_folder_writes_a_new_folder_and_replaces_the_previous_one(tmp_path, previous):
+    old = os.umask(0o027)
+    try:
+        with atomic_folder(tmp_path / "new") as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".new.") and list(tmp.iterdir()) == []
+            fill(tmp, {"x.txt": b"new"})
+    finally:
+        os.umask(old)
+    assert tree(tmp_path / "new") == {"x.txt": b"new"}
+    assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o750  # an ordinary folder, not mkdtemp's 0o700
+    with atomic_folder(previous) as tmp:
+        fill(tmp, {"c.txt": b"replacement"})
+    assert tree(previous) == {"c.txt": b"replacement"}  # replaced whole: no file of the previous folder is left
+    (tmp_path / "empty").mkdir()
+    with atomic_folder(tmp_path / "empty") as tmp:
+        fill(tmp, {"d.txt": b"filled"})
+    assert tree(tmp_path / "empty") == {"d.txt": b"filled"}
+    assert_nothing_left(tmp_path, "new", "out", "empty")
+
+
+def test_atomic_folder_error_keeps_the_previous_folder(tmp_path, previous):
+    with pytest.raises(ZeroDivisionError):
+        with atomic_folder(previous) as tmp:
+            fill(tmp, {"a.txt": b"half", "c.txt": b"written"})
+            1 / 0
+    assert tree(previous) == PREVIOUS
+    full = rf"^--output {re.escape(str(previous))}: cannot write \(the disk is full\); nothing was written$"
+    with pytest.raises(OutputError, match=full):  # an OSError in the block: a clean error naming the output
+        with atomic_folder(previous):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert tree(previous) == PREVIOUS
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(tmp_path / "never"):
+            raise KeyboardInterrupt
+    assert_nothing_left(tmp_path, "out")
+
+
+def test_atomic_folder_refuses_a_file_a_fifo_an_input_and_a_missing_parent(tmp_path, previous):
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"mine")
+    with pytest.raises(OutputError, match=rf"^--output {re.escape(str(a_file))}: is a file; expected a folder$"):
+        with atomic_folder(a_file):
+            pytest.fail("the block ran")
+    with pytest.raises(FileExistsError, match=rf"^{re.escape(str(a_file))}: is a file; expected a folder$"):
+        atomic_folder(a_file, option="", error=FileExistsError).__enter__()  # an API's own error, no option
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OutputError, match="fifo: exists and is not a folder"):
+        atomic_folder(tmp_path / "fifo").__enter__()
+    inputs = [("in.bin", os.stat(previous / "sub" / "b.bin"))]  # replacing the folder would remove this input
+    with pytest.raises(OutputError, match=r"out: holds the input in\.bin; refusing to overwrite an input$"):
+        atomic_folder(previous, inputs=inputs).__enter__()
+    with pytest.raises(OutputError, match=rf"folder {re.escape(str(tmp_path / 'no'))} does not exist$"):
+        atomic_folder(tmp_path / "no" / "out").__enter__()
+    assert a_file.read_bytes() == b"mine" and stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+    assert tree(previous) == PREVIOUS
+    assert_nothing_left(tmp_path, "file", "fifo", "out")
+
+
+def test_atomic_folder_callers_check_runs_first_and_again_before_the_rename(tmp_path, previous):
+    seen = []
+
+    def check(path: Path) -> None:
+        seen.append(path)
+        if len(seen) == 2:
+            raise FileExistsError(f"{path}: something else appeared")
+
+    with pytest.raises(FileExistsError, match="something else appeared"):
+        with atomic_folder(previous, check=check) as tmp:
+            fill(tmp, {"c.txt": b"new"})
+    assert seen == [previous, previous] and tree(previous) == PREVIOUS
+    assert_nothing_left(tmp_path, "out")
+
+
+FOLDER_WRITER = textwrap.dedent("""
+    import sys, time
+    from minibert.io import atomic_folder
+
+    with atomic_folder(sys.argv[1]) as tmp:
+        (tmp / "a.txt").write_bytes(b"new")
+        print("writing", flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_atomic_folder_signal_mid_write_keeps_the_previous_folder(tmp_path, previous, signum):
+    interrupt_writer(FOLDER_WRITER, previous, signum)
+    assert tree(previous) == PREVIOUS
+    assert_nothing_left(tmp_path, "out")
+
+
+class Boom(Exception):
+    """The failure a test injects into the block."""
+
+
+ENTRIES = st.dictionaries(st.sampled_from(["a", "b", "sub/c"]), st.binary(max_size=32), max_size=3)
+# None: the write succeeds; ("block", k): the block raises after writing k files; ("rename", n): the n-th
+# os.rename of the swap fails (the one-step rename, moving the previous folder aside, or moving the new one in).
+FAILURES = st.one_of(st.none(), st.tuples(st.just("block"), st.integers(0, 3)),
+                     st.tuples(st.just("rename"), st.integers(0, 2)))
+
+
+def failing_rename(n: int):
+    """os.rename failing with EIO on its n-th call (from 0), the others real."""
+    real, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(src)
+        if len(calls) - 1 == n:
+            raise OSError(errno.EIO, "Input/output error")
+        real(src, dst)
+
+    return mock.patch("os.rename", rename)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(ENTRIES, FAILURES), min_size=1, max_size=6))
+def test_atomic_folder_holds_the_previous_or_the_new_content_never_a_mix(writes):
+    with tempfile.TemporaryDirectory() as work:
+        out, current = Path(work) / "out", None  # None: no folder yet
+        for entries, failure in writes:
+            new = {**{"sub": None for name in entries if name.startswith("sub/")}, **entries}
+            try:
+                with failing_rename(failure[1] if failure and failure[0] == "rename" else -1):
+                    with atomic_folder(out) as tmp:
+                        for i, (name, data) in enumerate(entries.items()):
+                            if failure == ("block", i):
+                                raise Boom
+                            fill(tmp, {name: data})
+                        if failure and failure[0] == "block":
+                            raise Boom
+            except (Boom, OutputError):
+                assert failure is not None
+            else:
+                current = new
+            assert (tree(out) if out.exists() else None) == current
+            assert sorted(os.listdir(work)) == ([] if current is None else ["out"])  # no temp or aside folder
