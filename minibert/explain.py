@@ -55,7 +55,7 @@ import numpy as np
 
 from .contextual import WordLocation, find_word, locate, word_spans
 from .errors import InputError, MinibertError, MissingHeadError
-from .heads import masked_lm_activation, masked_lm_logits
+from .heads import masked_lm_activation, masked_lm_logits, top_k as highest
 from .hub import DEFAULT_MODEL
 from . import model as M
 from .io import atomic_output, check_output
@@ -241,7 +241,7 @@ def layer_predictions(model: BertForMaskedLM, tokenizer: Tokenizer, vectors: Arr
     `vectors[1:]` when its word is the mask token."""
     logits = masked_lm_logits(vectors, model.head, masked_lm_activation(model.config), model.config.layer_norm_eps)
     probs = M.softmax(logits)  # (L, V)
-    best = np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]  # (L, k): as fill_mask orders them
+    best = highest(probs, top_k)  # (L, k): as fill_mask orders them
     return [[{"score": float(p[t]), "token": int(t), "token_str": tokenizer.decode([int(t)], skip_special_tokens=False)}
              for t in row] for p, row in zip(probs, best)]
 

@@ -66,6 +66,21 @@ def masked_lm_logits(hidden: Array, w: MaskedLMWeights, activation: str, eps: fl
     return linear(layer_norm(x, w.norm, eps), w.decoder)  # (..., V)
 
 
+def top_k(scores: Array, k: int) -> Array:
+    """The ids of each row's k highest scores, highest first, the lower id first on ties: (R, V) -> (R, k).
+
+    Equal to a stable argsort of -scores cut at k, without sorting the whole vocabulary: a partition finds each
+    row's k-th highest value, and only the entries at or above it (ties included) are sorted."""
+    R, V = scores.shape
+    k = min(k, V)
+    kth = np.partition(scores, V - k, axis=-1)[:, V - k]  # (R,) each row's k-th highest
+    out = np.empty((R, k), dtype=np.intp)
+    for r in range(R):
+        candidates = np.flatnonzero(scores[r] >= kth[r])  # ascending ids: the stable sort keeps lower ids first
+        out[r] = candidates[np.argsort(-scores[r, candidates], kind="stable")[:k]]
+    return out
+
+
 def classifier_logits(hidden: Array, w: ClassifierWeights, activation: str) -> Array:
     """One score per label for each sequence, read from its first token.  (B, T, H) -> (B, C)"""
     x = HEAD_ACTIVATIONS[activation](linear(hidden[:, 0], w.dense))  # (B, H)

@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .errors import ConfigError, InputError, shown
+from .heads import top_k as highest
 from .hub import resolve_model_dir
 from .io import progress, read_json
 from .model import softmax
@@ -69,7 +70,7 @@ def fill_mask(model: BertForMaskedLM, tokenizer: Tokenizer, text: Union[str, Seq
                              "least one")
     probs = softmax(model(**batch, positions=masks).logits)  # (K, V), the masks row by row
     k = min(top_k, probs.shape[-1])
-    best = np.argsort(-probs, axis=-1, kind="stable")[:, :k]  # (K, k): highest first, lower id first on ties
+    best = highest(probs, k)  # (K, k): highest first, lower id first on ties
     results, row_of_mask = [], np.nonzero(masks)[0]
     for i in range(len(texts)):
         n = int(batch["attention_mask"][i].sum())

@@ -146,7 +146,7 @@ class Tokenizer:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     @cached_property
-    def _id_limit(self) -> int:
+    def id_limit(self) -> int:
         """One past the largest token id (more than vocab_size when a vocab.txt lists a token twice)."""
         return max(self.get_vocab().values(), default=-1) + 1
 
@@ -195,7 +195,7 @@ class Tokenizer:
         `clean_up_tokenization_spaces` (default: tokenizer_config.json's, else False) removes the space before
         punctuation and contractions (" ." -> "."), as transformers does, except for BPE tokenizers (which keep
         their spaces: transformers skips it for them too)."""
-        ids = _as_id_list(ids, self._id_limit)
+        ids = _as_id_list(ids, self.id_limit)
         with _rust_errors(self.name_or_path):
             text = self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
         if clean_up_tokenization_spaces is None:

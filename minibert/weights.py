@@ -351,8 +351,9 @@ def check_finite(name: str, array: np.ndarray, *, strict: bool) -> None:
 def check_compatible(tokenizer, model) -> None:
     """Refuse a tokenizer and a model that do not belong together: every id the tokenizer can produce must have a
     row in the model's word embedding table. Called where a tokenizer first meets a model (SentenceEncoder)."""
-    ids = max(tokenizer.get_vocab().values(), default=-1) + 1  # above vocab_size when a vocab.txt repeats a token
-    n, V = max(tokenizer.vocab_size, ids), model.config.vocab_size
+    # tokenizer.id_limit: one past the largest id, computed once per tokenizer (building the id table costs
+    # milliseconds: too much for every fill_mask call); above vocab_size when a vocab.txt repeats a token
+    n, V = max(tokenizer.vocab_size, tokenizer.id_limit), model.config.vocab_size
     if n > V:
         raise CheckpointError(
             f"{tokenizer.name_or_path or model.name_or_path}: the tokenizer has {n} tokens (ids up to {n - 1}) but "

@@ -7,10 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import FIXTURES, within
 from minibert import (AutoModelForMaskedLM, AutoModelForSequenceClassification, CheckpointError, ConfigError,
                       CrossEncoder, InputError, Tokenizer, fill_mask)
+from minibert.heads import top_k
 from minibert.model import softmax
 from minibert.tasks import identity, sigmoid
 
@@ -329,3 +331,13 @@ def test_nan_in_a_tied_decoder_is_found(tmp_path):
         AutoModelForMaskedLM.from_pretrained(tmp_path / "m", strict=True)([[2, 5, 3]])
     with pytest.warns(RuntimeWarning, match="word_embeddings.weight' holds NaN"):
         AutoModelForMaskedLM.from_pretrained(tmp_path / "m")([[2, 5, 3]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 60), st.integers(1, 70), st.integers(0, 2 ** 32 - 1), st.integers(1, 6))
+def test_top_k_equals_a_stable_sort_cut_at_k(rows, vocab, k, seed, levels):
+    """Every row's k highest scores, highest first and the lower id first on ties, as a stable argsort gives them
+    (few distinct levels, so ties, including ties across the k-th place, are common)."""
+    scores = np.random.default_rng(seed).integers(0, levels, (rows, vocab)).astype(np.float32) / levels
+    expected = np.argsort(-scores, axis=-1, kind="stable")[:, :min(k, vocab)]
+    np.testing.assert_array_equal(top_k(scores, k), expected)

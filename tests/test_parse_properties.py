@@ -204,7 +204,7 @@ def test_tokenizer_from_random_vocab_and_settings(tokenizer_folder, lines, vocab
         assert any(0xD800 <= ord(c) <= 0xDFFF for c in text)
         return
     ids = batch["input_ids"]
-    assert ids.shape[1] <= 8 and ids.min() >= 0 and ids.max() < tokenizer._id_limit
+    assert ids.shape[1] <= 8 and ids.min() >= 0 and ids.max() < tokenizer.id_limit
     assert all(e.special_tokens_mask[0] == e.special_tokens_mask[-1] == 1 for e in batch.encodings)
     tokenizer.decode(ids[0])
     assert snapshot(tokenizer_folder) == before
