@@ -902,15 +902,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "explain":  # python compare.py explain "The cat chased the mouse." --word cat
         from minibert.cli import run_command
         return run_command("explain", args.rest, prog="compare.py explain")
+    from minibert.cli import environment_warnings_as_lines
     started = time.perf_counter()
     try:
-        if args.command == "fill":
-            run_fill(args.fill_sentences, args.model or FILL_MODEL, args.top_k, args.json)
-        elif args.command == "wic" or args.wic is not None:
-            run_wic(args.folder if args.command == "wic" else args.wic, args.split or "dev", args.limit,
-                    args.model or DEFAULT_MODEL, args.json)
-        else:
-            run_report(args)
+        with environment_warnings_as_lines("compare.py"):  # a KernelWarning as one line, like the commands'
+            if args.command == "fill":
+                run_fill(args.fill_sentences, args.model or FILL_MODEL, args.top_k, args.json)
+            elif args.command == "wic" or args.wic is not None:
+                run_wic(args.folder if args.command == "wic" else args.wic, args.split or "dev", args.limit,
+                        args.model or DEFAULT_MODEL, args.json)
+            else:
+                run_report(args)
     except UsageError as e:
         print(f"compare.py: error: {e}", file=sys.stderr)
         return EXIT_USAGE
