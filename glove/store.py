@@ -38,8 +38,6 @@ FORMAT_NAME = "minibert-glove"
 FORMAT_VERSION = 2  # 2: the manifest records the small files' CRC-32
 MANIFEST = "manifest.json"
 _CHECKSUMMED = ("norms.npy", "words.txt", "word_offsets.npy", "word_order.npy")
-# Data starts at this offset in vectors.npy: the header is rewritten once the row count is known.
-_NPY_HEADER_BYTES = 128
 _MAX_MANIFEST_BYTES = 1 << 20
 _BLOCK_BYTES = 1 << 20  # what a check of a whole file reads at once
 
@@ -139,7 +137,7 @@ class TableWriter:
 
     def __init__(self, dest: Path, dim: int):
         # Imported here: `import glove` and loading a converted folder need NumPy only.
-        from minibert.io import atomic_folder
+        from minibert.io import NPY_HEADER_BYTES, atomic_folder
 
         self.dest = Path(dest)
         self.dim = dim
@@ -149,7 +147,7 @@ class TableWriter:
         with contextlib.ExitStack() as stack:  # a constructor that fails leaves no temporary folder
             self.tmp = stack.enter_context(output)
             self._vectors = stack.enter_context(open(self.tmp / "vectors.npy", "wb"))
-            self._vectors.write(b"\0" * _NPY_HEADER_BYTES)
+            self._vectors.write(bytes(NPY_HEADER_BYTES))  # rewritten by commit once the row count is known
             self._output = stack.pop_all()  # left open until commit (renamed into place) or __exit__ (removed)
         self._finished = False  # commit() has run: the temporary folder is in place or gone
         self.words: list[str] = []
@@ -178,11 +176,9 @@ class TableWriter:
 
     def commit(self, extra_manifest: dict[str, Any] | None = None) -> Path:
         """Finish the files, write the manifest last, and rename the folder into place."""
-        header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (self._rows, self.dim)
-        pad = _NPY_HEADER_BYTES - 10 - len(header) - 1
+        from minibert.io import npy_header
         self._vectors.seek(0)
-        self._vectors.write(b"\x93NUMPY\x01\x00" + (pad + len(header) + 1).to_bytes(2, "little"))
-        self._vectors.write(header.encode("latin1") + b" " * pad + b"\n")
+        self._vectors.write(npy_header(self._rows, self.dim))
         self._vectors.close()
         norms = np.concatenate(self._norms) if self._norms else np.zeros(0, np.float32)
         np.save(self.tmp / "norms.npy", norms.astype(np.float32))

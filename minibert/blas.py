@@ -17,6 +17,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Callable, Iterator, List, Optional
 
 import numpy as np
@@ -112,6 +113,7 @@ def kernels() -> Optional[str]:
     return _openblas().corename
 
 
+@lru_cache(maxsize=None)  # a CPU does not change while a process runs; describe() and the warning both ask
 def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
     """The widest of ISA_ORDER this CPU runs, from its flags (Linux x86-64), else None.  AVX-512 counts only with
     the F, DQ, BW and VL parts that OpenBLAS's SkylakeX kernels use."""

@@ -79,7 +79,7 @@ class BertConfig:
                      "intermediate_size", "max_position_embeddings"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config field {name!r}: expected a positive integer, got {getattr(self, name)!r}")
-        for name in ("type_vocab_size", "pad_token_id", "embedding_size", "relative_attention_num_buckets"):
+        for name in ("type_vocab_size", "embedding_size", "relative_attention_num_buckets"):  # pad_token_id: above
             if getattr(self, name) < 0:
                 raise ConfigError(f"config field {name!r}: expected an integer >= 0, got {getattr(self, name)!r}")
         if self.embedding_size == 0:

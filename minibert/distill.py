@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -34,9 +34,9 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer as _RustTokenizer
 
-from .encoder import SentenceEncoder, pool, read_layout
+from .encoder import SentenceEncoder, pool
 from .errors import InputError, MinibertError, OutputError, shown
-from .hub import DEFAULT_MODEL, resolve_model_dir
+from .hub import DEFAULT_MODEL
 from .io import atomic_folder, check_output, file_mode, open_input, parse_json, progress, read_texts
 from .static import LAYOUTS
 
@@ -225,15 +225,16 @@ def distill(model: Union[str, Path] = DEFAULT_MODEL, output: PathLike = "distill
     output = Path(output)
     check_destination(output)  # before the minutes of work
     words = read_words(vocab) if vocab is not None else []
-    encoder = SentenceEncoder.from_pretrained(model, normalize=False)  # raw pooled vectors
-    normalizes = read_layout(resolve_model_dir(model)).normalize  # the model's own Normalize module
+    encoder = SentenceEncoder.from_pretrained(model)
+    normalizes = encoder.normalize  # the model's own Normalize module
+    encoder.layout = replace(encoder.layout, normalize=False)  # raw pooled vectors
     P = encoder.get_sentence_embedding_dimension()
     if dim > P:
         raise InputError(f"dim: {dim} is more than {model}'s {P} dimensions; expected at most {P}")
     backend = encoder.tokenizer.backend
     added = new_words(backend, words, encoder.do_lower_case)
     tokenizer_json = extended_tokenizer(backend, added, encoder.do_lower_case, str(model))
-    V = max(encoder.tokenizer.get_vocab().values()) + 1
+    V = encoder.tokenizer.id_limit
     with progress(V + len(added), "Distilling", "token", show_progress_bar) as advance:
         vectors = token_vectors(encoder, np.arange(V), batch_size, advance)  # (V, P): row i for id i
         if added:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import CheckpointError, InputError, shown
 from .hub import DEFAULT_MODEL, resolve_model_dir
-from .io import progress, read_json
+from .io import progress, read_json, read_json_object
 from .modeling import BertModel
 from .retrieval import (SIMILARITY_FUNCTIONS, check_precision, normalize, quantize_embeddings, similarity,
                         similarity_pairwise)
@@ -145,16 +145,14 @@ def read_layout(folder: Path) -> Layout:
                               "Normalize, in that order")
     transformer_path = _module_path(modules_file, modules[0])
     st_config_file = folder / transformer_path / "sentence_bert_config.json"
-    st_config = read_json(st_config_file, CheckpointError, missing={})
-    if not isinstance(st_config, dict):
-        raise CheckpointError(f"{st_config_file}: expected a JSON object, got {type(st_config).__name__}")
+    st_config = read_json_object(st_config_file, CheckpointError, missing={})
     max_seq_length = st_config.get("max_seq_length")
     if max_seq_length is not None and (not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool)
                                        or max_seq_length < 2):
         raise CheckpointError(f"{st_config_file}: max_seq_length {shown(max_seq_length)}; expected an integer of at "
                               "least 2")
     pooling_file = folder / _module_path(modules_file, modules[1]) / "config.json"
-    pooling_config = _read_object(pooling_file)
+    pooling_config = read_json_object(pooling_file, CheckpointError)
     return Layout(pooling=pooling_modes(pooling_config, pooling_file), normalize=kinds[2:] == ["Normalize"],
                   max_seq_length=max_seq_length,
                   do_lower_case=bool_setting(st_config, "do_lower_case", False, st_config_file),
@@ -166,9 +164,7 @@ def read_layout(folder: Path) -> Layout:
 def read_prompt_settings(path: Path) -> Dict[str, object]:
     """config_sentence_transformers.json's prompts (after the "query" and "document" prompts every model has),
     default_prompt_name and similarity_fn_name (cosine when absent), checked: the Layout fields they fill."""
-    config = read_json(path, CheckpointError, missing={})
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    config = read_json_object(path, CheckpointError, missing={})
     prompts = config.get("prompts") or {}
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise CheckpointError(f"{path}: prompts {shown(prompts)}; expected an object of prompt names to strings")
@@ -198,14 +194,7 @@ def _module_path(modules_file: Path, module: dict) -> str:
 
 def read_pooling_modes(path: Path) -> Tuple[str, ...]:
     """The pooling modes of a Pooling module's config.json, in sentence-transformers' concatenation order."""
-    return pooling_modes(_read_object(path), path)
-
-
-def _read_object(path: Path) -> dict:
-    config = read_json(path, CheckpointError)
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    return config
+    return pooling_modes(read_json_object(path, CheckpointError), path)
 
 
 def pooling_modes(config: dict, path: Path) -> Tuple[str, ...]:

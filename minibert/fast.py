@@ -307,18 +307,24 @@ def _dense(p: Linear, x: Array, out: Array) -> Array:
     return out
 
 
+def relative_biases(weights: EncoderWeights, lengths: Array) -> Optional[Dict[int, Array]]:
+    """MPNet's attention bias for each sequence length present, transposed as packed_attention takes it:
+    length T -> (N, T keys, T queries); the same for every layer and block of a forward. None for other models."""
+    if weights.relative_attention_bias is None:
+        return None
+    return {int(T): np.ascontiguousarray(
+        model.relative_position_bias(int(T), weights.relative_attention_bias).transpose(0, 2, 1))
+        for T in np.unique(lengths) if T > 0}
+
+
 def packed_encoder(x: Array, offsets: Array, weights: EncoderWeights, config: BertConfig,
-                   hidden_states: Optional[List[Array]] = None) -> Array:
+                   hidden_states: Optional[List[Array]] = None,
+                   relative_bias: Optional[Dict[int, Array]] = None) -> Array:
     """All layers on packed tokens.  x: (H, S) embeddings -> (H, S) last hidden state.
 
     If `hidden_states` is given (L + 1 arrays (S, H), token-major), each layer's output is copied into it after
-    the embeddings.
+    the embeddings. relative_bias: `relative_biases` of these sequences' lengths (MPNet).
     """
-    relative_bias = None
-    if weights.relative_attention_bias is not None:  # MPNet: one (N, T, T) bias per length, for every layer
-        relative_bias = {int(T): np.ascontiguousarray(
-            model.relative_position_bias(int(T), weights.relative_attention_bias).transpose(0, 2, 1))
-            for T in np.unique(np.diff(offsets)) if T > 0}
     spare = np.empty_like(x)
     if hidden_states is not None:
         hidden_states[0][...] = x.T
@@ -357,6 +363,7 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
     hidden = [np.empty((S, H), dtype=np.float32) for _ in range(len(weights.layers) + 1)] \
         if output_hidden_states else None
     last = np.empty((S, H), dtype=np.float32)
+    relative_bias = relative_biases(weights, packing.lengths)  # once a forward, not once a block
 
     def run(b0: int, b1: int) -> None:
         """Sequences b0..b1 through all layers, a few at a time: about COL_BLOCK tokens, which stay in cache."""
@@ -365,7 +372,7 @@ def packed_forward(input_ids: Array, attention_mask: Array, token_type_ids: Arra
             r = slice(int(packing.offsets[b0 + c0]), int(packing.offsets[b0 + c1]))
             part_hidden = None if hidden is None else [h[r] for h in hidden]
             last[r] = packed_encoder(np.ascontiguousarray(x[:, r]), offsets[c0:c1 + 1] - offsets[c0], weights,
-                                     config, part_hidden).T
+                                     config, part_hidden, relative_bias).T
 
     # Tokens are split at three levels: the batch by sequences into one part per thread (below), each part by
     # sequences into blocks of about COL_BLOCK tokens (run), and after attention by columns (_dense_columns).

@@ -79,6 +79,14 @@ def read_json(path: PathLike, error: Type[MinibertError] = InputError, *, missin
     return parse_json(raw, str(path), error)
 
 
+def read_json_object(path: PathLike, error: Type[MinibertError] = InputError, *, missing: Any = _MISSING) -> dict:
+    """read_json for a file that must hold a JSON object (a config): anything else is an `error`."""
+    value = read_json(path, error, missing=missing)
+    if not isinstance(value, dict):
+        raise error(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Text and JSON-lines input
 # ----------------------------------------------------------------------------------------------------------------

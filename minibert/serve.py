@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hmac
-import inspect
 import json
 import os
 import signal
@@ -51,6 +50,7 @@ from .encoder import SentenceEncoder, normalize, pool
 from .errors import InputError, MinibertError, shown
 from .hub import DEFAULT_MODEL
 from .io import parse_json
+from .tasks import CrossEncoder, identity
 
 Array = np.ndarray
 
@@ -531,7 +531,7 @@ class Service:
         option(body, "truncate", bool, False)  # pairs are always cut to the reranker's max_length, longest first
         pairs = [(query, t) for t in texts]
         # raw_scores: the logits, unchanged by the reranker's activation (the identity in its place).
-        activation = (lambda x: x) if raw else None
+        activation = identity if raw else None
         job = Job(("rerank",), pairs, [0] * len(pairs),  # outside the token budget: it runs alone
                   work=lambda: self.reranker.predict(pairs, batch_size=32, activation_fn=activation))
         scores = np.asarray(self._wait(job), dtype=np.float64).reshape(len(texts), -1)
@@ -556,12 +556,10 @@ class Service:
         return dims
 
     def _prompt_name(self, name: Optional[str]) -> Optional[str]:
-        """A prompt_name the encoder knows (encoders without prompts take none)."""
+        """A prompt_name the encoder knows."""
         if name is None:
             return None
-        prompts = getattr(self.encoder, "prompts", None)
-        if prompts is None or "prompt_name" not in inspect.signature(self.encoder.encode).parameters:
-            raise bad("prompt_name", "this server's encoder has no prompts")
+        prompts = self.encoder.prompts
         if name not in prompts:
             listed = ", ".join(map(repr, prompts))
             raise bad("prompt_name", f"{shown(name)}: not one of this model's prompts ({listed})")
@@ -571,8 +569,7 @@ class Service:
         """Tokens of each text as the encoder will read it (after its prompt: the one named, else the model's
         default, if any), special tokens included, before truncation."""
         encoder = self.encoder
-        prompt_name = prompt_name or getattr(encoder, "default_prompt_name", None)
-        prefix = encoder.prompts[prompt_name] if prompt_name is not None else ""
+        prefix = encoder.resolve_prompt(None, prompt_name) or ""
         texts = [prefix + t for t in texts]
         if encoder.do_lower_case:
             texts = [t.lower() for t in texts]
@@ -687,13 +684,14 @@ class Handler(BaseHTTPRequestHandler):
         status = 500
         try:
             name = ROUTES.get((method, path))
-            if name is None or path not in OPEN_PATHS and not service.authorized(self.headers.get("Authorization")):
+            allowed = path in OPEN_PATHS or service.authorized(self.headers.get("Authorization"))
+            if name is None or not allowed:
                 self.discard_body()
             if name is None:
                 if path in PATHS:
                     raise HTTPError(405, f"{method} {path}: not allowed here", code="method_not_allowed")
                 raise HTTPError(404, f"{method} {path}: no such endpoint", code="not_found")
-            if path not in OPEN_PATHS and not service.authorized(self.headers.get("Authorization")):
+            if not allowed:
                 raise HTTPError(401, "missing or incorrect API key; send the header 'Authorization: Bearer KEY'",
                                 code="invalid_api_key")
             if method == "POST":
@@ -914,11 +912,7 @@ def check_arguments(args: argparse.Namespace) -> Limits:
 
 
 def load_reranker(name: str) -> Any:
-    """The cross-encoder for /rerank (minibert's CrossEncoder, imported only when asked for)."""
-    try:
-        from minibert import CrossEncoder
-    except ImportError:
-        raise ServeError("--reranker: this minibert has no CrossEncoder; install a version with task heads") from None
+    """The cross-encoder for /rerank."""
     return CrossEncoder.from_pretrained(name)
 
 

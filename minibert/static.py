@@ -28,7 +28,7 @@ from tokenizers import Tokenizer as _RustTokenizer
 from .encoder import SentenceInput, normalize, similarity
 from .errors import CheckpointError, InputError, shown
 from .hub import resolve_model_dir
-from .io import parse_json, progress, read_json
+from .io import parse_json, progress, read_json, read_json_object
 from .tokenizer import as_text_list
 from .weights import FLOAT_DTYPES, StoredTensor, read_safetensors, to_float32
 
@@ -176,9 +176,7 @@ class StaticEncoder:
         folder = resolve_model_dir(name_or_path, revision=revision)
         layout = find_layout(folder)
         config_path = folder / layout.config
-        config = read_json(config_path, CheckpointError)
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+        config = read_json_object(config_path, CheckpointError)
         tokenizer_path = folder / layout.tokenizer
         try:
             tokenizer = _RustTokenizer.from_file(str(tokenizer_path))

@@ -16,7 +16,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 from .config import POSITIONS_AFTER_PADDING
 from .errors import CheckpointError, ConfigError, InputError, shown
 from .hub import resolve_model_dir
-from .io import read_json
+from .io import read_json, read_json_object
 
 TextInput = Union[str, Sequence[str]]
 
@@ -99,8 +99,8 @@ class Tokenizer:
         legacy files `tokenizers` can build from alone: `vocab.json` + `merges.txt` (RoBERTa's byte-level BPE)
         or `vocab.txt` (WordPiece), with `tokenizer_config.json`'s settings."""
         folder = resolve_model_dir(name_or_path, revision=revision)
-        settings = _read_json(folder / "tokenizer_config.json")
-        config = _read_json(folder / "config.json")
+        settings = read_json_object(folder / "tokenizer_config.json", CheckpointError, missing={})
+        config = read_json_object(folder / "config.json", CheckpointError, missing={})
         model_type = config.get("model_type")
         defaults = ROBERTA_SPECIAL_TOKEN_KEYS if model_type in POSITIONS_AFTER_PADDING else SPECIAL_TOKEN_KEYS
         special = special_tokens(settings, folder / "tokenizer_config.json", defaults)
@@ -262,14 +262,6 @@ def _as_id_list(ids: Sequence[int], limit: int) -> List[int]:
                              f"{limit}")
         out.append(int(value))
     return out
-
-
-def _read_json(path: Path) -> dict:
-    """A JSON object file beside the tokenizer; {} when the file is absent."""
-    d = read_json(path, CheckpointError, missing={})
-    if not isinstance(d, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(d).__name__}")
-    return d
 
 
 def _wordpiece_from_vocab(vocab_path: Path, settings: dict, special: Dict[str, AddedToken],

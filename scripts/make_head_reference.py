@@ -34,13 +34,11 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
-from make_family_reference import randomise  # non-trivial LayerNorm and bias values, the same for heads
+from make_family_reference import COMMON, randomise  # the families' shapes; non-trivial LayerNorm and bias values
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ROOT / "tests" / "fixtures" / "families"
 OUT = ROOT / "tests" / "fixtures" / "heads"
-COMMON = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37,
-              layer_norm_eps=1e-7, initializer_range=0.1)
 LABELS = {0: "contradiction", 1: "entailment", 2: "neutral"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
 CASES = {
@@ -130,7 +128,7 @@ def batch(tokenizer, texts, pairs):
     return tokenizer(texts, pairs, padding=True, return_tensors="pt")
 
 
-def mlm_references(folder: Path, masked: bool = True) -> dict:
+def mlm_references(folder: Path) -> dict:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
     model = transformers.AutoModelForMaskedLM.from_pretrained(str(folder), attn_implementation="eager").eval()
     texts = [t.format(m=tokenizer.mask_token) for t in MASKED]
