@@ -34,7 +34,7 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer as _RustTokenizer
 
-from .encoder import SentenceEncoder, pool
+from .encoder import SentenceEncoder, embed_token_ids
 from .errors import InputError, MinibertError, OutputError, shown
 from .hub import DEFAULT_MODEL
 from .io import atomic_folder, check_output, file_mode, open_input, parse_json, progress, read_texts
@@ -72,14 +72,10 @@ def token_vectors(encoder: SentenceEncoder, ids: Array, batch_size: int,
                   advance: Callable[[int], None] = lambda n: None) -> Array:
     """Each token id i as the text [CLS] i [SEP], through the model, pooled as the encoder pools (without its
     Normalize module). ids: (n,) int. Returns (n, P) float32."""
-    cls_id, sep_id = encoder.tokenizer([""])["input_ids"][0]  # what the tokenizer puts around every text
     out = np.empty((len(ids), encoder.get_sentence_embedding_dimension()), dtype=np.float32)  # (n, P)
     for start in range(0, len(ids), batch_size):
-        part = np.asarray(ids[start:start + batch_size], dtype=np.int64)  # (B,)
-        rows = np.stack([np.full_like(part, cls_id), part, np.full_like(part, sep_id)], axis=1)  # (B, 3)
-        mask = np.ones_like(rows)
-        hidden = encoder.model(rows, attention_mask=mask, token_type_ids=np.zeros_like(rows)).last_hidden_state
-        out[start:start + len(part)] = pool(hidden, mask, encoder.pooling)
+        part = [[int(i)] for i in ids[start:start + batch_size]]
+        out[start:start + len(part)] = embed_token_ids(encoder, part, normalize_embeddings=False)
         advance(len(part))
     return out
 

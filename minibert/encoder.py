@@ -197,6 +197,25 @@ def read_pooling_modes(path: Path) -> Tuple[str, ...]:
     return pooling_modes(read_json_object(path, CheckpointError), path)
 
 
+def embed_token_ids(encoder: SentenceEncoder, id_lists: Sequence[Sequence[int]],
+                    normalize_embeddings: Optional[bool] = None) -> Array:
+    """What `encoder.encode` gives a text whose word pieces are each of `id_lists`: [CLS] ids [SEP] (the model's
+    own special tokens, the ids cut to fit max_seq_length), the model, pooling, and the model's Normalize module
+    unless normalize_embeddings says otherwise. Returns (N, P) float32. (OpenAI's token-array input in `serve`;
+    one token a text in `distill`.)"""
+    cls_sep = encoder.tokenizer("").encodings[0].ids  # the empty text is exactly this family's [CLS] [SEP]
+    rows = [[cls_sep[0], *ids[:encoder.max_seq_length - 2], cls_sep[-1]] for ids in id_lists]
+    width = max(map(len, rows))
+    ids, mask = np.zeros((len(rows), width), dtype=np.int64), np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)], mask[i, :len(row)] = row, 1
+    hidden = encoder.model(ids, attention_mask=mask, token_type_ids=np.zeros_like(ids)).last_hidden_state
+    vectors = pool(hidden, mask, encoder.pooling)  # (N, P)
+    if normalize_embeddings is None:
+        normalize_embeddings = encoder.normalize
+    return normalize(vectors) if normalize_embeddings else vectors
+
+
 def pooling_modes(config: dict, path: Path) -> Tuple[str, ...]:
     """The pooling modes of a Pooling module's config (read from `path`).
 

@@ -46,7 +46,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .encoder import SentenceEncoder, normalize, pool
+from .encoder import SentenceEncoder, embed_token_ids, normalize
 from .errors import InputError, MinibertError, shown
 from .hub import DEFAULT_MODEL
 from .io import parse_json
@@ -174,25 +174,6 @@ def json_object(raw: bytes) -> dict:
     if not isinstance(body, dict):
         raise HTTPError(400, f"request body: expected a JSON object, got {type(body).__name__}", code="invalid_json")
     return body
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The forward pass on token ids (OpenAI's token-array input)
-# ----------------------------------------------------------------------------------------------------------------
-
-def embed_token_ids(encoder: SentenceEncoder, id_lists: Sequence[Sequence[int]]) -> Array:
-    """What `encoder.encode` gives a text whose word pieces are each of `id_lists`: [CLS] ids [SEP] (the model's
-    own special tokens, the ids cut to fit max_seq_length), the model, pooling, the model's Normalize module.
-    Returns (N, P) float32."""
-    cls_sep = encoder.tokenizer("").encodings[0].ids  # the empty text is exactly this family's [CLS] [SEP]
-    rows = [[cls_sep[0], *ids[:encoder.max_seq_length - 2], cls_sep[-1]] for ids in id_lists]
-    width = max(map(len, rows))
-    ids, mask = np.zeros((len(rows), width), dtype=np.int64), np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)], mask[i, :len(row)] = row, 1
-    hidden = encoder.model(ids, attention_mask=mask, token_type_ids=np.zeros_like(ids)).last_hidden_state
-    vectors = pool(hidden, mask, encoder.pooling)  # (N, P)
-    return normalize(vectors) if encoder.normalize else vectors
 
 
 # ----------------------------------------------------------------------------------------------------------------
