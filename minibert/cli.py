@@ -76,9 +76,7 @@ def encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.add_argument("--input", default="-", help="text file, FIFO, or - for standard input (default); read once")
     p.add_argument("--output", required=True, help="the .npy file to write (never an input, a folder or a device)")
-    p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
-                   help="text: one text per line; jsonl: one JSON object with a 'text' field per line; "
-                        f"auto (default): jsonl for {' and '.join(JSON_LINES_SUFFIXES)} files, else text")
+    format_argument(p)
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--normalize", action="store_true", help="scale every vector to unit length")
     p.add_argument("--long-inputs", choices=LONG_INPUTS, default="truncate",
@@ -107,7 +105,7 @@ def run_encode(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         raise InputError(f"--truncate-dim {args.truncate_dim}: expected a positive integer")
     with open_input(args.input) as (stream, label, info):
         check_output(args.output, [(label, info)])  # before the model loads; checked again before the rename
-        json_lines = args.format == "jsonl" or (args.format == "auto" and is_json_lines(label))
+        json_lines = reads_json_lines(args.format, label)
         encoder = SentenceEncoder.from_pretrained(args.model, truncate_dim=args.truncate_dim)
         prompt = encoder.resolve_prompt(args.prompt, args.prompt_name)  # an unknown name fails before any text
         dim = encoder.get_sentence_embedding_dimension()
@@ -309,11 +307,21 @@ def run_fill(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     return 0
 
 
+def format_argument(p: argparse.ArgumentParser) -> None:
+    """--format: how an input's lines are read (see reads_json_lines)."""
+    p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
+                   help="text: one text per line; jsonl: one JSON object with a 'text' field per line; "
+                        f"auto (default): jsonl for {' and '.join(JSON_LINES_SUFFIXES)} files, else text")
+
+
+def reads_json_lines(format_: str, label: str) -> bool:
+    """Whether --format (and, with auto, the input's name) says the input is JSON lines."""
+    return format_ == "jsonl" or (format_ == "auto" and is_json_lines(label))
+
+
 def texts_argument(p: argparse.ArgumentParser, name: str, what: str) -> None:
     p.add_argument(name, help=f"{what}: a text or JSON-lines file, or - for standard input")
-    p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
-                   help=f"text: one text per line; jsonl: one JSON object with a 'text' field per line; auto "
-                        f"(default): jsonl for {' and '.join(JSON_LINES_SUFFIXES)} files, else text")
+    format_argument(p)
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
 
 
@@ -322,7 +330,7 @@ def read_all_texts(name: str, format_: str, batch_size: int) -> List[str]:
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: expected a positive integer")
     with open_input(name, "input") as (stream, label, _):
-        json_lines = format_ == "jsonl" or (format_ == "auto" and is_json_lines(label))
+        json_lines = reads_json_lines(format_, label)
         texts = list(read_texts(stream, label, json_lines))
     if not texts:
         raise InputError(f"{name}: no texts")
