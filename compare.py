@@ -201,6 +201,31 @@ class WordReport:
         """"S1 river", "S2 river", ...: how the report names each occurrence."""
         return [f"S{i + 1} {sense}".rstrip() for i, sense in enumerate(self.senses)]
 
+    @property
+    def pairs(self) -> List[Tuple[int, int]]:
+        """Every pair of occurrences (i, j), i < j."""
+        n = len(self.senses)
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+    def sense_pairs(self, same: bool) -> List[Tuple[int, int]]:
+        """The pairs of the same sense (same=True) or of different senses."""
+        return [(i, j) for i, j in self.pairs if (self.senses[i] == self.senses[j]) == same]
+
+    def sense_gap(self, layer: int) -> Optional[float]:
+        """Mean contextual cosine of same-sense pairs minus that of different-sense pairs at `layer`; None
+        unless the senses are labelled and both kinds of pair exist."""
+        groups = [[self.cosine_by_layer[layer, i, j] for i, j in self.sense_pairs(same)] for same in (True, False)]
+        return float(np.mean(groups[0]) - np.mean(groups[1])) if any(self.senses) and all(groups) else None
+
+    def mean_by_layer(self) -> List[float]:
+        """The mean contextual cosine over all pairs, layer by layer."""
+        return [float(np.mean([c[i, j] for i, j in self.pairs])) for c in self.cosine_by_layer]
+
+    def largest_fall(self) -> int:
+        """The layer whose mean cosine falls most from the layer before (the first, on a tie)."""
+        mean = self.mean_by_layer()
+        return max(range(1, len(mean)), key=lambda k: mean[k - 1] - mean[k])
+
     def to_json(self) -> dict:
         return {
             "word": self.word,
@@ -327,13 +352,12 @@ def _cosine_table(r: WordReport) -> List[str]:
     """Cosine between each pair of occurrences: static, then contextual at each layer; with senses, the means
     over same-sense and different-sense pairs."""
     labels, senses = r.labels, r.senses
-    n, n_layers = len(labels), len(r.cosine_by_layer) - 1
+    n_layers = len(r.cosine_by_layer) - 1
     lw = max(len(x) for x in labels)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    rows = [(f"{labels[i]:<{lw}} ~ {labels[j]}", [(i, j)]) for i, j in pairs]
+    rows = [(f"{labels[i]:<{lw}} ~ {labels[j]}", [(i, j)]) for i, j in r.pairs]
     if any(senses):
         for name, same in (("mean, same sense", True), ("mean, different sense", False)):
-            group = [(i, j) for i, j in pairs if (senses[i] == senses[j]) == same]
+            group = r.sense_pairs(same)
             if group:
                 rows.append((name, group))
     pw = max(len(name) for name, _ in rows)
@@ -389,8 +413,7 @@ def _wrap(text: str, first: str, rest: str) -> List[str]:
 def notices(r: WordReport) -> List[str]:
     """"What to notice" for one word, read off its numbers: with senses, the occurrences whose closest one has
     another sense and the gap between same- and different-sense means; without, where the cosines fall most."""
-    labels, cos, n = [f"S{i + 1}" for i in range(len(r.senses))], r.cosine_by_layer, len(r.senses)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    labels, cos, n, pairs = [f"S{i + 1}" for i in range(len(r.senses))], r.cosine_by_layer, len(r.senses), r.pairs
     out = []
     if any(r.senses):
         for c in r.closest:
@@ -400,10 +423,7 @@ def notices(r: WordReport) -> List[str]:
                 out.append(f"closest occurrence of {labels[c.sentence]} is {labels[c.closest]} (other sense) at "
                            f"{c.cosine:.3f}" + (f", above its same-sense {labels[best]} "
                                                 f"({cos[r.layer, c.sentence, best]:.3f})" if best is not None else ""))
-        gaps = []
-        for k in range(len(cos)):
-            groups = [[cos[k, i, j] for i, j in pairs if (r.senses[i] == r.senses[j]) == same] for same in (1, 0)]
-            gaps.append(np.mean(groups[0]) - np.mean(groups[1]) if all(groups) else None)
+        gaps = [r.sense_gap(k) for k in range(len(cos))]
         if gaps[r.layer] is not None:
             best = max(range(len(gaps)), key=lambda k: gaps[k])
             out.append(f"same-sense pairs are {gaps[r.layer]:.3f} more alike than different-sense ones at layer "
@@ -411,8 +431,7 @@ def notices(r: WordReport) -> List[str]:
         if not out[:-1]:
             out.insert(0, "every occurrence is closest to one of the same sense")
     else:
-        mean = [np.mean([cos[k, i, j] for i, j in pairs]) for k in range(len(cos))]
-        drop = max(range(1, len(cos)), key=lambda k: mean[k - 1] - mean[k])
+        mean, drop = r.mean_by_layer(), r.largest_fall()
         out.append(f"{'mean ' if n > 2 else ''}cosine {mean[0]:.3f} at layer 0, {mean[r.layer]:.3f} at layer "
                    f"{r.layer}; the largest fall is in layer {drop} ({mean[drop - 1]:.3f} to {mean[drop]:.3f})")
         if n > 2:
@@ -504,16 +523,12 @@ def _curves(ax, r: WordReport, bottom: float) -> None:
 
 def _curves_title(r: WordReport) -> str:
     """What the curves show, in numbers: the same/other-sense gap, or where the cosine falls most."""
-    n, cos = len(r.senses), r.cosine_by_layer
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    groups = [[cos[r.layer, i, j] for i, j in pairs if (r.senses[i] == r.senses[j]) == same] for same in (1, 0)]
-    if any(r.senses) and all(groups):
-        gap = np.mean(groups[0]) - np.mean(groups[1])
+    gap = r.sense_gap(r.layer)
+    if gap is not None:
         return (f"'{r.word}': same-sense pairs (blue) {'closer' if gap > 0 else 'farther'} than others (red)\n"
                 f"by {abs(gap):.3f} on average at layer {r.layer}; static: 1 for all")
-    mean = [np.mean([c[i, j] for i, j in pairs]) for c in cos]
-    fall = 1 + int(np.argmax(-np.diff(mean)))
-    return f"'{r.word}': cosine between occurrences by layer\nfalls most in layer {fall}; static: 1 for all"
+    return (f"'{r.word}': cosine between occurrences by layer\nfalls most in layer {r.largest_fall()}; static: 1 "
+            "for all")
 
 
 def _heatmap(fig, ax, r: WordReport, layer: int) -> None:
